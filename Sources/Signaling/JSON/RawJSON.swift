@@ -32,6 +32,7 @@ public struct RawJSON: Sendable, Hashable, CustomStringConvertible {
     }
 
     public static let emptyObject = RawJSON(validated: Array("{}".utf8), kind: .object)
+    public static let emptyArray = RawJSON(validated: Array("[]".utf8), kind: .array)
     public static let null = RawJSON(validated: Array("null".utf8), kind: .null)
 
     public var description: String { String(decoding: bytes, as: UTF8.self) }

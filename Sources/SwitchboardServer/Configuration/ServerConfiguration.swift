@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import Signaling
+
+/// Everything `switchboard serve` is configured with (SPEC §1), built once from flags and
+/// environment by the executable, or directly by tests.
+public struct ServerConfiguration: Sendable {
+    /// Bind address of every listener.
+    public var host = "0.0.0.0"
+    /// Public HTTP + WebSocket port; 0 picks a free one.
+    public var port = 8080
+    /// Metrics and probes port; 0 picks a free one.
+    public var adminPort = 9090
+    /// `redis://…`; nil runs the in-process bus.
+    public var redisURL: String?
+    /// `postgres://…`; nil runs the embedded SQLite store.
+    public var databaseURL: String?
+    public var sqlitePath = "./switchboard.sqlite"
+    /// Operator bearer token; generated at start when nil.
+    public var adminToken: String?
+    /// Base64 of 32 bytes; when nil, read from (or generated into) ``masterKeyFile``.
+    public var masterKey: String?
+    public var masterKeyFile = "./switchboard.key"
+    public var nodeID: String = ProcessInfo.processInfo.hostName
+    public var publicURL = "http://localhost:8080"
+    /// Seconds to wait for sessions to leave on SIGTERM.
+    public var drainTimeout: Double = 30
+    /// Seconds a dropped session can be resumed.
+    public var resumeWindow: Double = 30
+    /// The first signs TURN credentials; all verify.
+    public var turnSecrets: [String] = []
+    /// Static `turn:`/`stun:` URLs handed to clients.
+    public var turnURLs: [String] = []
+    public var heartbeatSeconds = 20
+    /// Largest client frame in bytes (SPEC §3 default 64 KiB).
+    public var maxFrameBytes = 64 * 1024
+    /// Audit events kept in memory while the store is slow or down.
+    public var auditBufferCapacity = 100_000
+    /// Audit events written per batch.
+    public var auditBatchSize = 1000
+    /// Days audit events are kept.
+    public var auditRetentionDays = 90
+    /// Frames kept per session for resume.
+    public var replayLimits = ReplayBuffer.Limits()
+    /// Largest REST request body in bytes.
+    public var maxRequestBodyBytes = 1 << 20
+    /// Default access-token lifetime for `POST /v1/tokens`.
+    public var defaultTokenTTL = 3600
+    public var maxTokenTTL = 86_400
+    /// Upper bound of the jittered `retryAfterMs` in `reconnect`.
+    public var reconnectJitterMs = 5000
+    public var logLevel: Logger.Level = .info
+
+    public init() {}
+
+    /// The public WebSocket URL for a token, derived from ``publicURL``.
+    public func signalURL(token: String) -> String {
+        var base = publicURL
+        if base.hasPrefix("https://") {
+            base = "wss://" + base.dropFirst("https://".count)
+        } else if base.hasPrefix("http://") {
+            base = "ws://" + base.dropFirst("http://".count)
+        }
+        while base.hasSuffix("/") { base.removeLast() }
+        return "\(base)/v1/signal?access_token=\(token)"
+    }
+}

@@ -1,0 +1,18 @@
+import Signaling
+
+/// What an accepted upgrade carries into the WebSocket handler.
+public struct ConnectContext: Sendable {
+    public enum Mode: Sendable, Equatable {
+        /// Join at once and send `welcome`.
+        case join
+        /// The URL had `resume=1`: wait for a `resume` frame first.
+        case awaitResume
+    }
+
+    public var identity: SessionIdentity
+    public var metadata: RawJSON
+    public var maxPeers: Int
+    public var limits: TenantLimits
+    public var mode: Mode
+    public var iceServers: RawJSON
+}

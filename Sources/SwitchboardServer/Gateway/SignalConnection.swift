@@ -1,0 +1,416 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import Signaling
+import Synchronization
+
+/// What every WebSocket connection on a node shares.
+struct GatewayEnvironment: Sendable {
+    var hub: Hub
+    var metrics: SwitchboardMetrics
+    var limits: FrameLimits
+    var heartbeat: TimeAmount
+    var resumeWindow: TimeAmount
+    /// How long a `resume=1` connection may take to send its `resume` frame.
+    var resumeHandshakeTimeout: TimeAmount = .seconds(10)
+    var logger: Logger
+}
+
+/// One WebSocket after the upgrade: a plain event-loop handler (no task per socket) that
+/// turns frames into hub calls, and the ``SessionTransport`` its session writes through.
+///
+/// Threading: everything but ``send(_:type:)`` and ``close(_:reason:)`` runs on the
+/// channel's event loop. Those two may be called from any thread (a sender on another loop)
+/// while the session holds its lock; they write directly when on the loop with nothing
+/// queued, and otherwise queue to the loop in call order, so frames keep `seq` order.
+final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, SessionTransport, @unchecked Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let environment: GatewayEnvironment
+    private let connect: ConnectContext
+    private let eventLoop: any EventLoop
+    /// Sends queued to the event loop and not yet written; direct writes wait behind them.
+    private let queuedSends = Atomic<Int>(0)
+
+    // Event-loop state.
+    private var context: ChannelHandlerContext?
+    private var session: Session?
+    private var bucket: TokenBucket
+    private var deniedStreak = 0
+    private var partial: ByteBuffer?
+    private var closing = false
+    private var inRead = false
+    private var needsFlush = false
+    private var lastActivity = NIODeadline.now()
+    private var heartbeatTask: RepeatedTask?
+    private var resumeTimeout: Scheduled<Void>?
+
+    init(environment: GatewayEnvironment, connect: ConnectContext, eventLoop: any EventLoop) {
+        self.environment = environment
+        self.connect = connect
+        self.eventLoop = eventLoop
+        self.bucket = TokenBucket(
+            rate: connect.limits.messagesPerSecond, burst: connect.limits.messageBurst,
+            now: NIODeadline.now().uptimeNanoseconds)
+    }
+
+    private var hub: Hub { environment.hub }
+    private var metrics: SwitchboardMetrics { environment.metrics }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let period = environment.heartbeat
+        heartbeatTask = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
+            self?.heartbeat()
+        }
+        switch connect.mode {
+        case .join:
+            join()
+        case .awaitResume:
+            resumeTimeout = context.eventLoop.scheduleTask(in: environment.resumeHandshakeTimeout) { [weak self] in
+                guard let self, self.session == nil else { return }
+                self.fail(ProtocolError(.badRequest, "expected a `resume` frame"), close: .policy)
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopTimers()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stopTimers()
+        partial = nil
+        if let session {
+            self.session = nil
+            detachLater(session)
+        }
+        context.fireChannelInactive()
+    }
+
+    /// The socket is gone: keep the session for the resume window. Deferred, because this
+    /// may run inside a write the session made while holding its lock.
+    private func detachLater(_ session: Session) {
+        let hub = self.hub
+        let window = environment.resumeWindow
+        let eventLoop = self.eventLoop
+        eventLoop.execute {
+            guard let generation = hub.detach(session, transport: self) else { return }
+            eventLoop.scheduleTask(in: window) {
+                hub.expire(session, generation: generation)
+            }
+        }
+    }
+
+    private func stopTimers() {
+        heartbeatTask?.cancel()
+        heartbeatTask = nil
+        resumeTimeout?.cancel()
+        resumeTimeout = nil
+    }
+
+    private func join() {
+        let request = JoinRequest(
+            identity: connect.identity, metadata: connect.metadata, maxPeers: connect.maxPeers,
+            maxConnections: connect.limits.maxConnections)
+        let iceServers = connect.iceServers
+        let heartbeatSeconds = Int(environment.heartbeat.nanoseconds / 1_000_000_000)
+        switch hub.join(request, transport: self, welcome: { session, peers in
+            .welcome(
+                sessionId: session.id, peerId: session.peerId, room: session.room, peers: peers,
+                iceServers: iceServers, resumeToken: session.resumeToken, heartbeatSeconds: heartbeatSeconds)
+        }) {
+        case .joined(let session):
+            if context?.channel.isActive == true {
+                self.session = session
+            } else {
+                detachLater(session)
+            }
+        case .roomFull:
+            fail(ProtocolError(.rateLimited, "the room is full"), close: .policy)
+        case .tooManyConnections:
+            fail(ProtocolError(.rateLimited, "the tenant's connection limit is reached"), close: .policy)
+        case .draining:
+            send(ServerMessage.reconnect(reason: "draining", retryAfterMs: 1000).encoded(), type: .reconnect)
+            closeSocket(.goingAway)
+        }
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lastActivity = .now()
+        guard !closing || frame.opcode == .connectionClose else { return }
+        guard frame.maskKey != nil, frame.reservedBits.isEmpty else {
+            return closeSocket(.protocolError)
+        }
+        switch frame.opcode {
+        case .text:
+            guard partial == nil else { return closeSocket(.protocolError) }
+            if frame.fin {
+                inRead = true
+                handleText(frame.unmaskedData)
+                inRead = false
+            } else {
+                partial = frame.unmaskedData
+            }
+        case .continuation:
+            guard var buffer = partial else { return closeSocket(.protocolError) }
+            partial = nil
+            guard buffer.readableBytes + frame.length <= environment.limits.maxFrameBytes else {
+                return fail(ProtocolError(.tooLarge, "message exceeds \(environment.limits.maxFrameBytes) bytes"), close: .tooLarge)
+            }
+            var chunk = frame.unmaskedData
+            buffer.writeBuffer(&chunk)
+            if frame.fin {
+                inRead = true
+                handleText(buffer)
+                inRead = false
+            } else {
+                partial = buffer
+            }
+        case .binary:
+            fail(ProtocolError(.badRequest, "binary frames are not accepted"), close: .unsupportedData)
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            break
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readWebSocketErrorCode()
+            if closing { return context.close(promise: nil) }
+            // A clean close (1000/1001) is a goodbye; any other close is a drop that can resume.
+            if let session, code == .normalClosure || code == .goingAway {
+                self.session = nil
+                hub.end(session, reason: .left, close: nil)
+            }
+            closeSocket(code ?? .normalClosure)
+        default:
+            closeSocket(.protocolError)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            return closeSocket(.goingAway)
+        }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            return context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case NIOWebSocketError.invalidFrameLength:
+            fail(ProtocolError(.tooLarge, "frame exceeds \(environment.limits.maxFrameBytes) bytes"), close: .tooLarge)
+        case is NIOWebSocketError:
+            closeSocket(.protocolError)
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    private func handleText(_ buffer: ByteBuffer) {
+        let started = NIODeadline.now()
+        let decoded = buffer.withUnsafeReadableBytes { bytes in
+            Result { () throws(ProtocolError) in try ClientMessage.decode(bytes, limits: environment.limits) }
+        }
+        session?.received(bytes: buffer.readableBytes)
+        guard bucket.take(now: started.uptimeNanoseconds) else {
+            return rateLimited(ref: (try? decoded.get())?.id)
+        }
+        deniedStreak = 0
+        let message: ClientMessage
+        switch decoded {
+        case .success(let value): message = value
+        case .failure(let error):
+            metrics.frameIn(type: "invalid")
+            return reject(error)
+        }
+        dispatch(message, started: started)
+    }
+
+    private func dispatch(_ message: ClientMessage, started: NIODeadline) {
+        guard let session else {
+            return handleBeforeSession(message)
+        }
+        switch message {
+        case .signal(let to, let data, let id):
+            metrics.frameIn(type: "signal")
+            guard session.identity.permissions.contains(.signal) else {
+                return reject(ProtocolError(.forbidden, "the token does not allow `signal`", ref: id))
+            }
+            let outcome = hub.signal(from: session, to: to, data: data)
+            finishRoute(outcome, id: id, started: started)
+        case .broadcast(let data, let id):
+            metrics.frameIn(type: "broadcast")
+            guard session.identity.permissions.contains(.broadcast) else {
+                return reject(ProtocolError(.forbidden, "the token does not allow `broadcast`", ref: id))
+            }
+            let outcome = hub.broadcast(from: session, data: data)
+            finishRoute(outcome, id: id, started: started)
+        case .update(let metadata):
+            metrics.frameIn(type: "update")
+            hub.update(session, metadata: metadata)
+        case .ping(let id):
+            metrics.frameIn(type: "ping")
+            session.send(.pong(id: id), type: .pong)
+        case .leave:
+            metrics.frameIn(type: "leave")
+            self.session = nil
+            hub.end(session, reason: .left, close: (.normal, "left"))
+        case .resume:
+            metrics.frameIn(type: "resume")
+            reject(ProtocolError(.badRequest, "`resume` must be the first frame of a connection opened with `resume=1`"))
+        }
+    }
+
+    private func finishRoute(_ outcome: RouteOutcome, id: RawJSON?, started: NIODeadline) {
+        metrics.routed(outcome)
+        switch outcome {
+        case .routed:
+            metrics.routingLatency.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
+            if let id { session?.send(.ack(id: id), type: .ack) }
+        case .peerNotFound:
+            reject(ProtocolError(.peerNotFound, "no such peer in the room", ref: id))
+        case .unavailable:
+            metrics.busPublishFailures.increment()
+            reject(ProtocolError(.unavailable, "the message could not be delivered; try again", ref: id))
+        }
+    }
+
+    /// Frames on a `resume=1` connection before it has a session.
+    private func handleBeforeSession(_ message: ClientMessage) {
+        guard connect.mode == .awaitResume, case .resume(let token, let lastSeq) = message else {
+            return reject(ProtocolError(.badRequest, "expected a `resume` frame"))
+        }
+        metrics.frameIn(type: "resume")
+        resumeTimeout?.cancel()
+        resumeTimeout = nil
+        let identity = connect.identity
+        switch hub.resume(token: token, lastSeq: lastSeq, tenantID: identity.tenantID, room: identity.room, peerId: identity.peerId, transport: self) {
+        case .resumed(let session, _):
+            metrics.resumesSucceeded.increment()
+            if context?.channel.isActive == true {
+                self.session = session
+            } else {
+                detachLater(session)
+            }
+        case .unknownSession:
+            metrics.resumesFailed.increment()
+            fail(ProtocolError(.badRequest, "resume failed: the session is unknown or has ended; join again"), close: .policy)
+        case .gap:
+            metrics.resumesFailed.increment()
+            fail(ProtocolError(.badRequest, "resume failed: messages after `lastSeq` are no longer kept; join again"), close: .policy)
+        }
+    }
+
+    private func rateLimited(ref: RawJSON?) {
+        metrics.rateLimited.increment()
+        deniedStreak += 1
+        if deniedStreak > max(100, connect.limits.messageBurst) {
+            return fail(ProtocolError(.rateLimited, "rate limit exceeded; closing"), close: .policy)
+        }
+        reject(ProtocolError(.rateLimited, "too many frames; slow down", ref: ref))
+    }
+
+    /// Sends an `error` frame; the connection stays open.
+    private func reject(_ error: ProtocolError) {
+        metrics.error(error.code)
+        let frame = ServerMessage.error(error).encoded()
+        if let session {
+            session.send(frame, type: .error)
+        } else {
+            send(frame, type: .error)
+        }
+    }
+
+    /// Sends an `error` frame and closes; the session, if any, ends.
+    private func fail(_ error: ProtocolError, close code: CloseCode) {
+        metrics.error(error.code)
+        if let session {
+            self.session = nil
+            hub.end(session, reason: .left, finalFrame: .error(error), close: (code, error.message))
+        } else {
+            send(ServerMessage.error(error).encoded(), type: .error)
+            closeSocket(WebSocketErrorCode(codeNumber: Int(code.rawValue)))
+        }
+    }
+
+    private func heartbeat() {
+        guard let context, !closing else { return }
+        if NIODeadline.now() - lastActivity > environment.heartbeat * 2 {
+            // No life for two periods: drop the socket; the session can still resume.
+            context.close(promise: nil)
+            return
+        }
+        let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
+        context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+    }
+
+    // MARK: Outbound (SessionTransport)
+
+    func send(_ frame: [UInt8], type: OutboundFrameType) {
+        metrics.frameOut(type)
+        if eventLoop.inEventLoop, queuedSends.load(ordering: .acquiring) == 0 {
+            write(frame)
+        } else {
+            queuedSends.add(1, ordering: .releasing)
+            eventLoop.execute {
+                self.write(frame)
+                self.queuedSends.subtract(1, ordering: .releasing)
+            }
+        }
+    }
+
+    func close(_ code: CloseCode, reason: String) {
+        if eventLoop.inEventLoop, queuedSends.load(ordering: .acquiring) == 0 {
+            closeSocket(WebSocketErrorCode(codeNumber: Int(code.rawValue)))
+        } else {
+            queuedSends.add(1, ordering: .releasing)
+            eventLoop.execute {
+                self.closeSocket(WebSocketErrorCode(codeNumber: Int(code.rawValue)))
+                self.queuedSends.subtract(1, ordering: .releasing)
+            }
+        }
+    }
+
+    private func write(_ frame: [UInt8]) {
+        guard let context, !closing else { return }
+        let buffer = context.channel.allocator.buffer(bytes: frame)
+        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+        if inRead {
+            needsFlush = true
+        } else {
+            context.flush()
+        }
+    }
+
+    /// Sends a close frame, then closes the TCP connection once it is written.
+    private func closeSocket(_ code: WebSocketErrorCode) {
+        guard let context, !closing else { return }
+        closing = true
+        partial = nil
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+}

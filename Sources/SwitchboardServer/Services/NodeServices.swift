@@ -1,0 +1,98 @@
+import Logging
+import ServiceLifecycle
+import Signaling
+
+/// On graceful shutdown (SIGTERM): readiness goes false and new upgrades get 503, every
+/// session gets `reconnect` with a jittered delay, then the node waits up to the drain
+/// timeout for sessions to leave and closes the rest with 1001 (SPEC §8). Listed after the
+/// servers in the service group, so it runs before they stop.
+struct DrainService: Service {
+    let hub: Hub
+    let timeout: Duration
+    let jitterMs: Int
+    let logger: Logger
+
+    func run() async throws {
+        // Sleep until the group shuts down; the drain itself runs after that.
+        try? await gracefulShutdown()
+        logger.info("draining", metadata: ["sessions": "\(hub.sessionCount)"])
+        hub.beginDrain(maxRetryAfterMs: jitterMs)
+        let deadline = ContinuousClock.now + timeout
+        while hub.sessionCount > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        let left = hub.sessionCount
+        if left > 0 { logger.info("drain timeout; closing remaining sessions", metadata: ["sessions": "\(left)"]) }
+        hub.closeAll()
+    }
+}
+
+/// Keeps gauges current (sessions by tenant, rooms, audit buffer) and applies the control
+/// messages of the bus to this node's sessions.
+struct HubService: Service {
+    let hub: Hub
+    let bus: any MessageBus
+    let directory: Directory
+    let metrics: SwitchboardMetrics
+    let audit: AuditBuffer
+
+    func run() async throws {
+        let hub = self.hub
+        let directory = self.directory
+        let control = bus.subscribe(.control) { message in
+            switch message {
+            case .tenantChanged(let tenantID), .tenantDisconnect(let tenantID, _):
+                directory.forgetTenant(tenantID)
+            case .keyRevoked(_, let apiKey):
+                directory.forgetKey(apiKey)
+            default:
+                break
+            }
+            hub.handle(message)
+        }
+        let direct = bus.subscribe(.node(hub.nodeID)) { hub.handle($0) }
+        defer {
+            control.cancel()
+            direct.cancel()
+        }
+        var lastDropped: UInt64 = 0
+        while !Task.isCancelledOrShuttingDown {
+            metrics.setSessions(hub.connectionCounts())
+            metrics.roomsActive.record(hub.roomCount)
+            metrics.auditBuffered.record(audit.count)
+            let dropped = audit.droppedCount
+            if dropped > lastDropped {
+                metrics.auditDropped.increment(by: Int(dropped - lastDropped))
+                lastDropped = dropped
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+}
+
+/// Deletes audit events past the retention period, hourly.
+struct RetentionService: Service {
+    let store: any Store
+    let days: Int
+    let clock: any WallClock
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelledOrShuttingDown {
+            let cutoff = clock.now().addingTimeInterval(-Double(days) * 86_400)
+            do {
+                let removed = try await store.deleteEvents(before: cutoff)
+                if removed > 0 { logger.info("audit retention", metadata: ["removed": "\(removed)"]) }
+            } catch {
+                logger.warning("audit retention failed", metadata: ["error": "\(error.message)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(3600)) }
+        }
+    }
+}
+
+extension Task where Success == Never, Failure == Never {
+    static var isCancelledOrShuttingDown: Bool {
+        Task.isCancelled || Task.isShuttingDownGracefully
+    }
+}

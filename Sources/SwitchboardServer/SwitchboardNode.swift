@@ -1,0 +1,198 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import Prometheus
+import SQLiteStore
+import ServiceLifecycle
+import Signaling
+
+/// One signaling node, assembled: the composition root of `switchboard serve` (STYLE.md).
+///
+/// ``make(configuration:registry:logger:)`` opens the store and wires the ports; ``run()``
+/// runs every long-lived piece in one `ServiceGroup` until SIGTERM/SIGINT (or
+/// ``shutdown()``), drains, flushes the audit buffer and returns.
+public final class SwitchboardNode: Sendable {
+    public let configuration: ServerConfiguration
+    /// The operator token in force (generated when none was configured).
+    public let adminToken: String
+    public let hub: Hub
+    public let store: any Store
+    public let audit: AuditBuffer
+    let node: Node
+    private let group: ServiceGroup
+    private let ports: AsyncStream<(String, Int)>
+    private let boundPorts = BoundPorts()
+
+    public static func make(
+        configuration: ServerConfiguration, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        logger: Logger, handleSignals: Bool = true
+    ) async throws -> SwitchboardNode {
+        if configuration.redisURL != nil {
+            throw ConfigurationError("SWITCHBOARD_REDIS_URL: cluster mode over Redis is not available in this build yet; unset it to run the embedded bus")
+        }
+        if configuration.databaseURL != nil {
+            throw ConfigurationError("SWITCHBOARD_DATABASE_URL: the PostgreSQL store is not available in this build yet; unset it to use SQLite")
+        }
+        let secrets = try SecretBox(base64: try MasterKey.resolve(configuration, logger: logger))
+        let store = try await SQLiteStore.open(path: configuration.sqlitePath, logger: logger)
+        return try SwitchboardNode(configuration: configuration, store: store, secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
+    }
+
+    init(configuration: ServerConfiguration, store: any Store, secrets: SecretBox, registry: PrometheusCollectorRegistry, logger: Logger, handleSignals: Bool) throws {
+        self.configuration = configuration
+        self.store = store
+        let adminToken = configuration.adminToken ?? Base64URL.random(bytes: 24)
+        self.adminToken = adminToken
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["switchboard_routing_latency_seconds"] = [
+            .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250),
+            .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(50),
+        ]
+        let metrics = SwitchboardMetrics(factory: factory)
+        let audit = AuditBuffer(capacity: configuration.auditBufferCapacity)
+        self.audit = audit
+        let bus = InProcessBus()
+        let presence = InMemoryPresence()
+        let clock = SystemWallClock()
+        let hub = Hub(
+            configuration: .init(nodeID: configuration.nodeID, replayLimits: configuration.replayLimits, heartbeatSeconds: configuration.heartbeatSeconds),
+            bus: bus, presence: presence, audit: audit, clock: clock, logger: logger)
+        self.hub = hub
+        let directory = Directory(store: store, secrets: secrets)
+        let node = Node(
+            configuration: configuration, store: store, directory: directory, tokens: AccessTokens(directory: directory, clock: clock),
+            hub: hub, bus: bus, presence: presence, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken)
+        self.node = node
+
+        let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
+        self.ports = ports
+        let publicApp = Self.publicApplication(node: node, onBound: { portsContinuation.yield(("public", $0)) })
+        let adminApp = Application(
+            router: AdminRoutes(node: node, registry: registry).router(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.adminPort), serverName: "switchboard-admin"),
+            onServerRunning: { portsContinuation.yield(("admin", $0.localAddress?.port ?? 0)) },
+            logger: logger)
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: AuditWriter(buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger)),
+            .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit)),
+            .init(service: RetentionService(store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger)),
+            .init(service: adminApp),
+            .init(service: publicApp),
+            .init(service: DrainService(hub: hub, timeout: .milliseconds(Int64(configuration.drainTimeout * 1000)), jitterMs: configuration.reconnectJitterMs, logger: logger)),
+        ]
+        group = ServiceGroup(configuration: .init(
+            services: services, gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+    }
+
+    static func publicApplication(node: Node, onBound: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
+        let configuration = node.configuration
+        let router = Router(context: APIContext.self)
+        router.middlewares.add(ErrorBodyMiddleware())
+        let v1 = router.group("v1")
+        v1.get("openapi.yaml") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "application/yaml"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
+        }
+        v1.get("signal") { _, _ -> Response in
+            APIError.response(status: .upgradeRequired, code: "bad_request", message: "this endpoint takes a WebSocket upgrade")
+        }
+        OperatorRoutes(node: node).register(on: v1.group().add(middleware: OperatorAuthMiddleware(adminToken: node.adminToken)))
+        TenantRoutes(node: node).register(on: v1.group().add(middleware: TenantAuthMiddleware(node: node)))
+
+        let environment = GatewayEnvironment(
+            hub: node.hub, metrics: node.metrics,
+            limits: FrameLimits(maxFrameBytes: configuration.maxFrameBytes),
+            heartbeat: .seconds(Int64(configuration.heartbeatSeconds)),
+            resumeWindow: .milliseconds(Int64(configuration.resumeWindow * 1000)), logger: node.logger)
+        let authorizer = UpgradeAuthorizer(node: node)
+        var channel = SignalingHTTPChannel.Configuration()
+        channel.maxFrameBytes = configuration.maxFrameBytes
+        return Application(
+            router: router,
+            server: .signaling(
+                configuration: channel,
+                authorize: { request, channel in await authorizer.decide(request, channel: channel) },
+                makeHandler: { connect, channel in SignalConnection(environment: environment, connect: connect, eventLoop: channel.eventLoop) }),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "switchboard"),
+            onServerRunning: { onBound($0.localAddress?.port ?? 0) },
+            logger: node.logger)
+    }
+
+    /// Runs until shutdown; returns after the drain and the final audit flush.
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { [ports, boundPorts] in
+                for await (name, port) in ports { await boundPorts.set(name, port) }
+            }
+            try await group.run()
+            tasks.cancelAll()
+        }
+        await store.close()
+    }
+
+    /// The public and admin ports once both listen (useful with port 0).
+    public func waitUntilListening() async -> (public: Int, admin: Int) {
+        await boundPorts.wait()
+    }
+
+    /// Starts the graceful shutdown a SIGTERM would.
+    public func shutdown() async {
+        await group.triggerGracefulShutdown()
+    }
+}
+
+/// The ports the listeners bound.
+actor BoundPorts {
+    private var ports: [String: Int] = [:]
+    private var waiters: [CheckedContinuation<(public: Int, admin: Int), Never>] = []
+
+    func set(_ name: String, _ port: Int) {
+        ports[name] = port
+        guard let publicPort = ports["public"], let adminPort = ports["admin"] else { return }
+        for waiter in waiters { waiter.resume(returning: (publicPort, adminPort)) }
+        waiters.removeAll()
+    }
+
+    func wait() async -> (public: Int, admin: Int) {
+        if let publicPort = ports["public"], let adminPort = ports["admin"] { return (publicPort, adminPort) }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
+
+/// A configuration that cannot run.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The master key: configured, or read from / generated into a 0600 file (embedded mode).
+enum MasterKey {
+    static func resolve(_ configuration: ServerConfiguration, logger: Logger) throws -> String {
+        if let key = configuration.masterKey { return key }
+        let path = configuration.masterKeyFile
+        if let existing = FileManager.default.contents(atPath: path) {
+            return String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let key = SecretBox.generateKey()
+        guard FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ConfigurationError("cannot write the master key file at \(path)")
+        }
+        logger.notice("generated a master key", metadata: ["file": "\(path)"])
+        return key
+    }
+}
+
+/// `Docs/openapi.yaml`, bundled with the server.
+enum OpenAPIDocument {
+    static let bytes: [UInt8] = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+            let data = try? Data(contentsOf: url)
+        else { return Array("openapi: 3.1.0\n".utf8) }
+        return [UInt8](data)
+    }()
+}
+
+extension Tenant: ResponseEncodable {}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SwitchboardServer
+
+/// `switchboard serve`: one signaling node (SPEC §1).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a signaling node: WebSocket gateway, REST API, metrics.")
+
+    @Option(help: "Bind address of every listener (SWITCHBOARD_HOST, default 0.0.0.0).") var host: String?
+    @Option(help: "Public HTTP + WebSocket port (SWITCHBOARD_PORT, default 8080).") var port: Int?
+    @Option(name: .customLong("admin-port"), help: "Metrics and probes port (SWITCHBOARD_ADMIN_PORT, default 9090).") var adminPort: Int?
+    @Option(name: .customLong("redis-url"), help: "redis:// or rediss:// URL; unset = embedded bus (SWITCHBOARD_REDIS_URL).") var redisURL: String?
+    @Option(name: .customLong("database-url"), help: "postgres:// URL; unset = SQLite (SWITCHBOARD_DATABASE_URL).") var databaseURL: String?
+    @Option(name: .customLong("sqlite-path"), help: "Embedded store file (SWITCHBOARD_SQLITE_PATH, default ./switchboard.sqlite).") var sqlitePath: String?
+    @Option(name: .customLong("admin-token"), help: "Operator bearer token; generated when unset (SWITCHBOARD_ADMIN_TOKEN).") var adminToken: String?
+    @Option(name: .customLong("master-key"), help: "Base64 of 32 bytes; encrypts API secrets (SWITCHBOARD_MASTER_KEY).") var masterKey: String?
+    @Option(name: .customLong("master-key-file"), help: "Where the generated master key is kept when none is given (SWITCHBOARD_MASTER_KEY_FILE, default ./switchboard.key).") var masterKeyFile: String?
+    @Option(name: .customLong("node-id"), help: "This node's id (SWITCHBOARD_NODE_ID, default the hostname).") var nodeID: String?
+    @Option(name: .customLong("public-url"), help: "How clients reach this service (SWITCHBOARD_PUBLIC_URL).") var publicURL: String?
+    @Option(name: .customLong("drain-timeout"), help: "Seconds to wait for sessions on SIGTERM (SWITCHBOARD_DRAIN_TIMEOUT, default 30).") var drainTimeout: Double?
+    @Option(name: .customLong("resume-window"), help: "Seconds a dropped session can be resumed (SWITCHBOARD_RESUME_WINDOW, default 30).") var resumeWindow: Double?
+    @Option(name: .customLong("turn-secrets"), help: "Comma-separated TURN secrets; the first signs (SWITCHBOARD_TURN_SECRETS).") var turnSecrets: String?
+    @Option(name: .customLong("turn-urls"), help: "Comma-separated turn:/stun: URLs (SWITCHBOARD_TURN_URLS).") var turnURLs: String?
+    @Option(name: .customLong("heartbeat-seconds"), help: "Server ping period (SWITCHBOARD_HEARTBEAT_SECONDS, default 20).") var heartbeatSeconds: Int?
+    @Option(name: .customLong("max-frame-bytes"), help: "Largest client frame (SWITCHBOARD_MAX_FRAME_BYTES, default 65536).") var maxFrameBytes: Int?
+    @Option(name: .customLong("audit-buffer"), help: "Audit events buffered in memory (SWITCHBOARD_AUDIT_BUFFER, default 100000).") var auditBuffer: Int?
+    @Option(name: .customLong("audit-retention-days"), help: "Days audit events are kept (SWITCHBOARD_AUDIT_RETENTION_DAYS, default 90).") var auditRetentionDays: Int?
+    @Option(name: .customLong("log-level"), help: "trace…critical (SWITCHBOARD_LOG_LEVEL, default info).") var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "json or text (SWITCHBOARD_LOG_FORMAT, default json).") var logFormat: String?
+    @Flag(help: "Apply database migrations at start (PostgreSQL).") var migrate = false
+
+    func run() async throws {
+        let configuration = try resolve(Settings())
+        let format = Settings().string(logFormat, "SWITCHBOARD_LOG_FORMAT") ?? "json"
+        LogSetup.bootstrap(level: configuration.logLevel, format: format)
+        let logger = Logger(label: "switchboard")
+        let node: SwitchboardNode
+        do {
+            node = try await SwitchboardNode.make(configuration: configuration, logger: logger)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await node.run() }
+            let ports = await node.waitUntilListening()
+            printBanner(configuration: configuration, node: node, ports: ports)
+            try await group.waitForAll()
+        }
+    }
+
+    func resolve(_ settings: Settings) throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        configuration.host = settings.string(host, "SWITCHBOARD_HOST") ?? configuration.host
+        configuration.port = try settings.int(port, "SWITCHBOARD_PORT") ?? configuration.port
+        configuration.adminPort = try settings.int(adminPort, "SWITCHBOARD_ADMIN_PORT") ?? configuration.adminPort
+        configuration.redisURL = settings.string(redisURL, "SWITCHBOARD_REDIS_URL")
+        configuration.databaseURL = settings.string(databaseURL, "SWITCHBOARD_DATABASE_URL")
+        configuration.sqlitePath = settings.string(sqlitePath, "SWITCHBOARD_SQLITE_PATH") ?? configuration.sqlitePath
+        configuration.adminToken = settings.string(adminToken, "SWITCHBOARD_ADMIN_TOKEN")
+        configuration.masterKey = settings.string(masterKey, "SWITCHBOARD_MASTER_KEY")
+        configuration.masterKeyFile = settings.string(masterKeyFile, "SWITCHBOARD_MASTER_KEY_FILE") ?? configuration.masterKeyFile
+        configuration.nodeID = settings.string(nodeID, "SWITCHBOARD_NODE_ID") ?? configuration.nodeID
+        configuration.publicURL = settings.string(publicURL, "SWITCHBOARD_PUBLIC_URL") ?? configuration.publicURL
+        configuration.drainTimeout = try settings.double(drainTimeout, "SWITCHBOARD_DRAIN_TIMEOUT") ?? configuration.drainTimeout
+        configuration.resumeWindow = try settings.double(resumeWindow, "SWITCHBOARD_RESUME_WINDOW") ?? configuration.resumeWindow
+        configuration.turnSecrets = settings.list(turnSecrets, "SWITCHBOARD_TURN_SECRETS") ?? []
+        configuration.turnURLs = settings.list(turnURLs, "SWITCHBOARD_TURN_URLS") ?? []
+        configuration.heartbeatSeconds = try settings.int(heartbeatSeconds, "SWITCHBOARD_HEARTBEAT_SECONDS") ?? configuration.heartbeatSeconds
+        configuration.maxFrameBytes = try settings.int(maxFrameBytes, "SWITCHBOARD_MAX_FRAME_BYTES") ?? configuration.maxFrameBytes
+        configuration.auditBufferCapacity = try settings.int(auditBuffer, "SWITCHBOARD_AUDIT_BUFFER") ?? configuration.auditBufferCapacity
+        configuration.auditRetentionDays = try settings.int(auditRetentionDays, "SWITCHBOARD_AUDIT_RETENTION_DAYS") ?? configuration.auditRetentionDays
+        configuration.logLevel = try Logger.Level(setting: settings.string(logLevel, "SWITCHBOARD_LOG_LEVEL") ?? "info")
+        guard (0...65535).contains(configuration.port), (0...65535).contains(configuration.adminPort) else {
+            throw ValidationError("ports must be 0–65535")
+        }
+        guard configuration.heartbeatSeconds >= 1, configuration.maxFrameBytes >= 1024, configuration.resumeWindow >= 0,
+            configuration.drainTimeout >= 0, configuration.auditBufferCapacity >= 1
+        else {
+            throw ValidationError("heartbeat ≥ 1 s, max frame ≥ 1024 bytes, windows and buffers ≥ 0")
+        }
+        return configuration
+    }
+
+    private func printBanner(configuration: ServerConfiguration, node: SwitchboardNode, ports: (public: Int, admin: Int)) {
+        let shown = configuration.host == "0.0.0.0" ? "localhost" : configuration.host
+        var lines = [
+            "Switchboard node \(configuration.nodeID) — embedded mode (in-process bus, SQLite \(configuration.sqlitePath))",
+            "  REST API:   http://\(shown):\(ports.public)/v1   (OpenAPI: /v1/openapi.yaml)",
+            "  WebSocket:  ws://\(shown):\(ports.public)/v1/signal?access_token=…",
+            "  Admin:      http://\(shown):\(ports.admin)/metrics  /healthz  /readyz",
+        ]
+        if configuration.adminToken == nil {
+            lines.append("  Admin token (generated; set SWITCHBOARD_ADMIN_TOKEN to keep one): \(node.adminToken)")
+        }
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}

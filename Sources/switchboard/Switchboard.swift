@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Switchboard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard",
+        abstract: "A clustered WebRTC signaling service.",
+        subcommands: [Serve.self, Token.self, Bench.self]
+    )
+}
