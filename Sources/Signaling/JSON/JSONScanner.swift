@@ -80,6 +80,38 @@ public struct JSONScanner {
         guard scanner.index == bytes.count else { throw scanner.failure("trailing data after the object") }
     }
 
+    /// Validates `bytes` as one JSON array and calls `body` with each element.
+    public static func scanArray(
+        _ bytes: UnsafeRawBufferPointer,
+        _ body: (_ element: Value) throws(Failure) -> Void
+    ) throws(Failure) {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        guard scanner.peek() == UInt8(ascii: "[") else { throw scanner.failure("expected an array") }
+        scanner.index += 1
+        scanner.skipWhitespace()
+        if scanner.peek() == UInt8(ascii: "]") {
+            scanner.index += 1
+        } else {
+            while true {
+                scanner.skipWhitespace()
+                try body(try scanner.scanValue(depth: 1))
+                scanner.skipWhitespace()
+                switch scanner.peek() {
+                case UInt8(ascii: ","): scanner.index += 1
+                case UInt8(ascii: "]"):
+                    scanner.index += 1
+                    scanner.skipWhitespace()
+                    guard scanner.index == bytes.count else { throw scanner.failure("trailing data after the array") }
+                    return
+                default: throw scanner.failure("expected ',' or ']'")
+                }
+            }
+        }
+        scanner.skipWhitespace()
+        guard scanner.index == bytes.count else { throw scanner.failure("trailing data after the array") }
+    }
+
     /// Validates `bytes` as exactly one JSON value and returns its kind.
     public static func validate(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Kind {
         var scanner = JSONScanner(bytes)
