@@ -22,7 +22,7 @@ public enum Identifier {
     public static let maxLength = 128
 
     public static func isValid(_ value: String) -> Bool {
-        guard !value.isEmpty, value.count <= maxLength else { return false }
+        guard !value.isEmpty, value.unicodeScalars.count <= maxLength else { return false }
         return !value.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }
 }

@@ -72,10 +72,12 @@ struct UpgradeAuthorizer: Sendable {
             throw AuthFailure(.unavailable, "the room cannot be checked right now")
         }
         let resuming = query.get("resume") == "1" || query.get("resume") == "true"
+        // A room's own limit applies, and never above the tenant's.
+        let maxPeers = min(room.maxPeers, tenant.limits.maxPeersPerRoom)
         if !resuming {
             let present = await node.presence.peer(tenantID: tenant.id, room: room.name, peerId: claims.subject) != nil
             if !present {
-                if await node.presence.peerCount(tenantID: tenant.id, room: room.name) >= room.maxPeers {
+                if await node.presence.peerCount(tenantID: tenant.id, room: room.name) >= maxPeers {
                     throw reject(AuthFailure(.roomFull, "the room is full"))
                 }
                 if await node.presence.connectionCount(tenantID: tenant.id) >= tenant.limits.maxConnections {
@@ -88,7 +90,7 @@ struct UpgradeAuthorizer: Sendable {
             peerId: claims.subject, permissions: claims.effectivePermissions, remoteAddress: remoteAddress, userAgent: userAgent)
         let (_, servers) = node.iceServers(tenantID: tenant.id, peerId: claims.subject)
         return ConnectContext(
-            identity: identity, metadata: claims.metadata ?? .emptyObject, maxPeers: room.maxPeers, limits: tenant.limits,
+            identity: identity, metadata: claims.metadata ?? .emptyObject, maxPeers: maxPeers, limits: tenant.limits,
             mode: resuming ? .awaitResume : .join, iceServers: (try? RawJSON(encoding: servers)) ?? RawJSON.emptyArray)
     }
 }
