@@ -106,7 +106,11 @@ public final class SwitchboardNode: Sendable {
             hub: node.hub, metrics: node.metrics,
             limits: FrameLimits(maxFrameBytes: configuration.maxFrameBytes),
             heartbeat: .seconds(Int64(configuration.heartbeatSeconds)),
-            resumeWindow: .milliseconds(Int64(configuration.resumeWindow * 1000)), logger: node.logger)
+            resumeWindow: .milliseconds(Int64(configuration.resumeWindow * 1000)), logger: node.logger,
+            iceServers: { tenantID, peerId in
+                let (credentials, servers) = node.iceServers(tenantID: tenantID, peerId: peerId, ttl: configuration.turnCredentialTTL)
+                return ((try? RawJSON(encoding: servers)) ?? .emptyArray, credentials?.expiresAt)
+            })
         let authorizer = UpgradeAuthorizer(node: node)
         var channel = SignalingHTTPChannel.Configuration()
         channel.maxFrameBytes = configuration.maxFrameBytes

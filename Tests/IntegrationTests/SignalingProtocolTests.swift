@@ -197,6 +197,30 @@ struct SignalingProtocolTests {
         }
     }
 
+    @Test func welcomeCarriesTURNCredentialsThatAreRenewedBeforeExpiry() async throws {
+        try await TestNode.with({
+            $0.turnSecrets = ["s3cret", "old"]
+            $0.turnURLs = ["turn:turn.example.com:3478", "stun:stun.example.com:3478"]
+            $0.turnCredentialTTL = 2
+            $0.heartbeatSeconds = 1
+        }) { node in
+            let tenant = try await node.createTenant()
+            let alice = try await node.join(tenant, peer: "alice")
+            guard case .welcome(let welcome) = alice.events.first else { throw TestFailure("no welcome") }
+            let servers = try welcome.iceServers.decode([ICEServer].self)
+            let turn = try #require(servers.first { $0.urls.contains("turn:turn.example.com:3478") })
+            let username = try #require(turn.username)
+            #expect(username.hasSuffix(":\(tenant.id):alice"))
+            #expect(TURNCredentials.verify(username: username, credential: turn.credential ?? "", secrets: ["s3cret"], now: Date()))
+            #expect(servers.contains { $0.urls == ["stun:stun.example.com:3478"] && $0.username == nil })
+            let refreshed = try await alice.next(timeout: .seconds(5)) { if case .iceServers = $0 { true } else { false } }
+            guard case .iceServers(let fresh) = refreshed else { throw TestFailure("unreachable") }
+            let renewed = try #require(try fresh.decode([ICEServer].self).first { $0.username != nil })
+            #expect(renewed.username != username)
+            await alice.stop()
+        }
+    }
+
     @Test func permissionsAreEnforced() async throws {
         try await TestNode.with { node in
             let tenant = try await node.createTenant()

@@ -32,6 +32,8 @@ public struct ServerConfiguration: Sendable {
     /// Static `turn:`/`stun:` URLs handed to clients.
     public var turnURLs: [String] = []
     public var heartbeatSeconds = 20
+    /// Lifetime of the TURN credentials in `welcome`; `ice-servers` renews them at 80 %.
+    public var turnCredentialTTL = 86_400
     /// Largest client frame in bytes (SPEC §3 default 64 KiB).
     public var maxFrameBytes = 64 * 1024
     /// Audit events kept in memory while the store is slow or down.

@@ -1,3 +1,4 @@
+import Foundation
 import Signaling
 
 /// What an accepted upgrade carries into the WebSocket handler.
@@ -15,4 +16,6 @@ public struct ConnectContext: Sendable {
     public var limits: TenantLimits
     public var mode: Mode
     public var iceServers: RawJSON
+    /// When the TURN credentials in ``iceServers`` expire (nil: none were issued).
+    public var iceServersExpire: Date?
 }

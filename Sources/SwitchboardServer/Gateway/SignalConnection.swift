@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -14,6 +15,8 @@ struct GatewayEnvironment: Sendable {
     /// How long a `resume=1` connection may take to send its `resume` frame.
     var resumeHandshakeTimeout: TimeAmount = .seconds(10)
     var logger: Logger
+    /// Fresh ICE servers for a peer, and when their credentials expire.
+    var iceServers: @Sendable (_ tenantID: String, _ peerId: String) -> (servers: RawJSON, expires: Date?)
 }
 
 /// One WebSocket after the upgrade: a plain event-loop handler (no task per socket) that
@@ -44,12 +47,15 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     private var needsFlush = false
     private var lastActivity = NIODeadline.now()
     private var heartbeatTask: RepeatedTask?
+    /// When to send `ice-servers` with fresh credentials: 80 % into their lifetime.
+    private var iceRefreshAt: Date?
     private var resumeTimeout: Scheduled<Void>?
 
     init(environment: GatewayEnvironment, connect: ConnectContext, eventLoop: any EventLoop) {
         self.environment = environment
         self.connect = connect
         self.eventLoop = eventLoop
+        self.iceRefreshAt = connect.iceServersExpire.map { Self.refreshTime(expires: $0) }
         self.bucket = TokenBucket(
             rate: connect.limits.messagesPerSecond, burst: connect.limits.messageBurst,
             now: NIODeadline.now().uptimeNanoseconds)
@@ -361,6 +367,21 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
         let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
         context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+        refreshICEServersIfDue()
+    }
+
+    /// Sends `ice-servers` before the TURN credentials handed out earlier expire; checked on
+    /// each heartbeat, so it costs no timer of its own.
+    private func refreshICEServersIfDue() {
+        guard let session, let due = iceRefreshAt, Date() >= due else { return }
+        let (servers, expires) = environment.iceServers(session.tenantID, session.peerId)
+        iceRefreshAt = expires.map { Self.refreshTime(expires: $0) }
+        session.send(.iceServers(servers), type: .iceServers)
+    }
+
+    static func refreshTime(expires: Date) -> Date {
+        let remaining = expires.timeIntervalSinceNow
+        return Date().addingTimeInterval(max(1, remaining * 0.8))
     }
 
     // MARK: Outbound (SessionTransport)

@@ -88,9 +88,10 @@ struct UpgradeAuthorizer: Sendable {
         let identity = SessionIdentity(
             sessionId: "S" + ULID.make(at: node.clock.now()), tenantID: tenant.id, apiKey: verified.apiKey, room: room.name,
             peerId: claims.subject, permissions: claims.effectivePermissions, remoteAddress: remoteAddress, userAgent: userAgent)
-        let (_, servers) = node.iceServers(tenantID: tenant.id, peerId: claims.subject)
+        let (credentials, servers) = node.iceServers(tenantID: tenant.id, peerId: claims.subject, ttl: node.configuration.turnCredentialTTL)
         return ConnectContext(
             identity: identity, metadata: claims.metadata ?? .emptyObject, maxPeers: maxPeers, limits: tenant.limits,
-            mode: resuming ? .awaitResume : .join, iceServers: (try? RawJSON(encoding: servers)) ?? RawJSON.emptyArray)
+            mode: resuming ? .awaitResume : .join, iceServers: (try? RawJSON(encoding: servers)) ?? RawJSON.emptyArray,
+            iceServersExpire: credentials?.expiresAt)
     }
 }
