@@ -36,7 +36,12 @@ public final class SwitchboardNode: Sendable {
             throw ConfigurationError("SWITCHBOARD_DATABASE_URL: the PostgreSQL store is not available in this build yet; unset it to use SQLite")
         }
         let secrets = try SecretBox(base64: try MasterKey.resolve(configuration, logger: logger))
+        let existingDatabase = FileManager.default.fileExists(atPath: configuration.sqlitePath)
         let store = try await SQLiteStore.open(path: configuration.sqlitePath, logger: logger)
+        if existingDatabase, try await !MasterKey.opens(store: store, secrets: secrets) {
+            await store.close()
+            throw ConfigurationError("the master key does not decrypt the API secrets in \(configuration.sqlitePath): restore the key file \(configuration.masterKeyFile) (or SWITCHBOARD_MASTER_KEY) that was used with it")
+        }
         return try SwitchboardNode(configuration: configuration, store: store, secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
     }
 
@@ -131,14 +136,23 @@ public final class SwitchboardNode: Sendable {
             tasks.addTask { [ports, boundPorts] in
                 for await (name, port) in ports { await boundPorts.set(name, port) }
             }
-            try await group.run()
+            do {
+                try await group.run()
+            } catch {
+                await boundPorts.fail()
+                tasks.cancelAll()
+                await store.close()
+                throw error
+            }
+            await boundPorts.fail()
             tasks.cancelAll()
         }
         await store.close()
     }
 
-    /// The public and admin ports once both listen (useful with port 0).
-    public func waitUntilListening() async -> (public: Int, admin: Int) {
+    /// The public and admin ports once both listen (useful with port 0); nil when the node
+    /// stopped before both were listening (a port in use, say: ``run()`` throws why).
+    public func waitUntilListening() async -> (public: Int, admin: Int)? {
         await boundPorts.wait()
     }
 
@@ -151,7 +165,8 @@ public final class SwitchboardNode: Sendable {
 /// The ports the listeners bound.
 actor BoundPorts {
     private var ports: [String: Int] = [:]
-    private var waiters: [CheckedContinuation<(public: Int, admin: Int), Never>] = []
+    private var stopped = false
+    private var waiters: [CheckedContinuation<(public: Int, admin: Int)?, Never>] = []
 
     func set(_ name: String, _ port: Int) {
         ports[name] = port
@@ -160,8 +175,16 @@ actor BoundPorts {
         waiters.removeAll()
     }
 
-    func wait() async -> (public: Int, admin: Int) {
+    /// The node stopped: nobody waits for ports any more.
+    func fail() {
+        stopped = true
+        for waiter in waiters { waiter.resume(returning: nil) }
+        waiters.removeAll()
+    }
+
+    func wait() async -> (public: Int, admin: Int)? {
         if let publicPort = ports["public"], let adminPort = ports["admin"] { return (publicPort, adminPort) }
+        if stopped { return nil }
         return await withCheckedContinuation { waiters.append($0) }
     }
 }
@@ -174,6 +197,14 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 
 /// The master key: configured, or read from / generated into a 0600 file (embedded mode).
 enum MasterKey {
+    /// Whether the key opens a stored secret (true when there are none yet).
+    static func opens(store: any Store, secrets: SecretBox) async throws -> Bool {
+        guard let tenant = try await store.tenants(after: nil, limit: 1).items.first,
+            let key = try await store.keys(tenantID: tenant.id, after: nil, limit: 1).items.first
+        else { return true }
+        return (try? secrets.open(key.sealedSecret, apiKey: key.apiKey)) != nil
+    }
+
     static func resolve(_ configuration: ServerConfiguration, logger: Logger) throws -> String {
         if let key = configuration.masterKey { return key }
         let path = configuration.masterKeyFile

@@ -31,6 +31,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Apply database migrations at start (PostgreSQL).") var migrate = false
 
     func run() async throws {
+        ResourceLimits.raiseOpenFiles()
         let configuration = try resolve(Settings())
         let format = Settings().string(logFormat, "SWITCHBOARD_LOG_FORMAT") ?? "json"
         LogSetup.bootstrap(level: configuration.logLevel, format: format)
@@ -43,8 +44,9 @@ struct Serve: AsyncParsableCommand {
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await node.run() }
-            let ports = await node.waitUntilListening()
-            printBanner(configuration: configuration, node: node, ports: ports)
+            if let ports = await node.waitUntilListening() {
+                printBanner(configuration: configuration, node: node, ports: ports)
+            }
             try await group.waitForAll()
         }
     }
@@ -61,7 +63,7 @@ struct Serve: AsyncParsableCommand {
         configuration.masterKey = settings.string(masterKey, "SWITCHBOARD_MASTER_KEY")
         configuration.masterKeyFile = settings.string(masterKeyFile, "SWITCHBOARD_MASTER_KEY_FILE") ?? configuration.masterKeyFile
         configuration.nodeID = settings.string(nodeID, "SWITCHBOARD_NODE_ID") ?? configuration.nodeID
-        configuration.publicURL = settings.string(publicURL, "SWITCHBOARD_PUBLIC_URL") ?? configuration.publicURL
+        configuration.publicURL = settings.string(publicURL, "SWITCHBOARD_PUBLIC_URL") ?? "http://localhost:\(configuration.port)"
         configuration.drainTimeout = try settings.double(drainTimeout, "SWITCHBOARD_DRAIN_TIMEOUT") ?? configuration.drainTimeout
         configuration.resumeWindow = try settings.double(resumeWindow, "SWITCHBOARD_RESUME_WINDOW") ?? configuration.resumeWindow
         configuration.turnSecrets = settings.list(turnSecrets, "SWITCHBOARD_TURN_SECRETS") ?? []

@@ -4,7 +4,7 @@ import SwitchboardClient
 import SwitchboardServer
 import Testing
 
-@Suite("Resume, liveness and drain", .serialized)
+@Suite("Resume, liveness and drain", .serialized, .timeLimit(.minutes(1)))
 struct ResumeAndLivenessTests {
     @Test func droppedSessionResumesWithEveryMissedMessageExactlyOnce() async throws {
         try await TestNode.with { node in

@@ -5,7 +5,7 @@ import Signaling
 import SwitchboardClient
 import Testing
 
-@Suite("WebSocket protocol", .serialized)
+@Suite("WebSocket protocol", .serialized, .timeLimit(.minutes(1)))
 struct SignalingProtocolTests {
     @Test func joinSignalBroadcastUpdateLeave() async throws {
         try await TestNode.with { node in

@@ -169,7 +169,7 @@ import Testing
         #expect(throws: ServerEvent.DecodingFailure.self) { try ServerEvent.decode(Array(text.utf8)) }
     }
 
-    @Test(.disabled("BUG: ServerEvent.decode traps on a negative `seq` (UInt64(Int) of -1) instead of throwing"))
+    @Test
     func negativeSeqFailsToDecodeInsteadOfTrapping() {
         #expect(throws: ServerEvent.DecodingFailure.self) {
             try ServerEvent.decode(Array(#"{"type":"signal","from":"a","data":1,"seq":-1}"#.utf8))

@@ -32,7 +32,7 @@ public struct TURNCredentials: Sendable, Equatable {
         guard let expiry = username.split(separator: ":", maxSplits: 1).first.flatMap({ Int($0) }),
             TimeInterval(expiry) > now.timeIntervalSince1970
         else { return false }
-        return secrets.contains { self.credential(secret: $0, username: username) == credential }
+        return secrets.contains { APIKeyGenerator.constantTimeEquals(self.credential(secret: $0, username: username), credential) }
     }
 
     /// The RTCIceServer list: `turn:`/`turns:` URLs carry these credentials, `stun:` URLs none.

@@ -5,8 +5,16 @@ public enum Timestamp {
     private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
     private static let withoutFraction = Date.ISO8601FormatStyle(timeZone: .gmt)
 
+    /// Formats whole milliseconds (rounded to the nearest), so a stored time reads back as
+    /// it was written.
     public static func format(_ date: Date) -> String {
-        withFraction.format(date)
+        let ms = milliseconds(date)
+        let (seconds, fraction) = ms.quotientAndRemainder(dividingBy: 1000)
+        let wholeSeconds = fraction < 0 ? seconds - 1 : seconds
+        let millis = fraction < 0 ? fraction + 1000 : fraction
+        let base = withoutFraction.format(Date(timeIntervalSince1970: TimeInterval(wholeSeconds)))
+        let digits = String(millis)
+        return String(base.dropLast()) + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
     }
 
     /// Parses RFC 3339 with or without fractional seconds, `Z` or a numeric offset.
@@ -19,7 +27,7 @@ public enum Timestamp {
 
     /// Milliseconds since 1970, the form stores keep.
     public static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        Int64((date.timeIntervalSince1970 * 1000).rounded())
     }
 
     public static func date(milliseconds: Int64) -> Date {

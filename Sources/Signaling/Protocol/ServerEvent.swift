@@ -58,7 +58,7 @@ public enum ServerEvent: Sendable, Equatable {
         case "signal", "broadcast":
             return .relay(
                 type == "signal" ? .signal : .broadcast, from: try reader.string("from"), data: reader.raw("data") ?? .null,
-                seq: UInt64(try reader.integer("seq")))
+                seq: try reader.unsigned("seq"))
         case "ack":
             guard let id = reader.raw("id") else { throw DecodingFailure(message: "ack without id") }
             return .ack(id: id)
@@ -98,6 +98,15 @@ private struct FieldReader {
             let number = Int(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value.range]), as: UTF8.self))
         else {
             throw ServerEvent.DecodingFailure(message: "`\(name)` must be an integer")
+        }
+        return number
+    }
+
+    func unsigned(_ name: String) throws(ServerEvent.DecodingFailure) -> UInt64 {
+        guard let value = fields[name], value.kind == .number,
+            let number = UInt64(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value.range]), as: UTF8.self))
+        else {
+            throw ServerEvent.DecodingFailure(message: "`\(name)` must be a non-negative integer")
         }
         return number
     }

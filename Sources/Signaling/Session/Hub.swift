@@ -238,15 +238,16 @@ public final class Hub: Sendable {
     }
 
     /// Delivers an envelope to the local recipients and publishes it to the other nodes that
-    /// host peers of the room.
+    /// host peers of the room. Local delivery comes first and cannot fail; if the bus refuses
+    /// any node the outcome is `unavailable` (a retry may then reach some peers twice).
     public func route(_ envelope: RelayEnvelope) -> RouteOutcome {
+        let local = deliverLocally(envelope)
         let remoteNodes = presence.nodes(tenantID: envelope.tenantID, room: envelope.room).subtracting([nodeID])
         var remote = 0
         for node in remoteNodes {
             guard bus.publish(.deliver(envelope), to: .node(node)) else { return .unavailable }
             remote += 1
         }
-        let local = deliverLocally(envelope)
         if envelope.to != nil, local == 0, remote == 0 { return .peerNotFound }
         return .routed(local: local, remote: remote)
     }

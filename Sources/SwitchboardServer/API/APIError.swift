@@ -72,8 +72,9 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     }
 }
 
-/// Turns every error a route throws — ours, Hummingbird's, decoding errors — into the SPEC's
-/// error body, so no response leaves without it.
+/// Turns every error a route throws — ours, Hummingbird's — into the SPEC's error body, so
+/// no response leaves without it. A path the API knows with a method it does not support is
+/// `405` with `Allow` (the router itself only knows "no route": 404).
 struct ErrorBodyMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -81,6 +82,13 @@ struct ErrorBodyMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return Self.response(error)
         } catch let error as HTTPError {
+            if error.status == .notFound, let allowed = APIRoutes.allowedMethods(path: request.uri.path) {
+                var response = APIError.response(
+                    status: .methodNotAllowed, code: "method_not_allowed",
+                    message: "\(request.method.rawValue) is not supported here; use \(allowed.joined(separator: ", "))")
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
+            }
             let code: String = switch error.status.code {
             case 400: "bad_request"
             case 401: "unauthorized"
@@ -91,8 +99,6 @@ struct ErrorBodyMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             let message = error.status == .notFound ? "no such endpoint" : (error.body ?? error.status.reasonPhrase)
             return APIError.response(status: error.status, code: code, message: message)
-        } catch is DecodingError {
-            return Self.response(.badRequest("the body is not valid JSON of the expected shape"))
         } catch let error as any HTTPResponseError {
             return APIError.response(status: error.status, code: error.status.code == 413 ? "too_large" : "bad_request", message: error.status.reasonPhrase)
         } catch {
@@ -103,5 +109,38 @@ struct ErrorBodyMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func response(_ error: APIError) -> Response {
         APIError.response(status: error.status, code: error.code, message: error.message)
+    }
+}
+
+/// The public port's paths and their methods, as `openapi.yaml` declares them: the source
+/// of the `405` answers and their `Allow` header.
+enum APIRoutes {
+    /// `*` matches any one non-empty segment.
+    static let table: [(segments: [String], methods: [String])] = [
+        (["v1", "tenants"], ["GET", "POST"]),
+        (["v1", "tenants", "*"], ["GET", "PATCH", "DELETE"]),
+        (["v1", "tenants", "*", "keys"], ["GET", "POST"]),
+        (["v1", "tenants", "*", "keys", "*"], ["DELETE"]),
+        (["v1", "rooms"], ["GET", "POST"]),
+        (["v1", "rooms", "*"], ["GET", "PATCH", "DELETE"]),
+        (["v1", "rooms", "*", "peers"], ["GET"]),
+        (["v1", "rooms", "*", "peers", "*"], ["DELETE"]),
+        (["v1", "rooms", "*", "messages"], ["POST"]),
+        (["v1", "rooms", "*", "events"], ["GET"]),
+        (["v1", "events"], ["GET"]),
+        (["v1", "tokens"], ["POST"]),
+        (["v1", "turn", "credentials"], ["POST"]),
+        (["v1", "signal"], ["GET"]),
+        (["v1", "openapi.yaml"], ["GET"]),
+    ]
+
+    /// The methods of a known path, nil for an unknown one. Segments are compared the way
+    /// the router does: empty ones (a trailing or doubled `/`) are ignored.
+    static func allowedMethods(path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        for entry in table where entry.segments.count == segments.count {
+            if zip(entry.segments, segments).allSatisfy({ $0 == "*" || $0 == $1 }) { return entry.methods }
+        }
+        return nil
     }
 }

@@ -51,7 +51,7 @@ struct TenantAuthMiddleware: RouterMiddleware {
         guard tenant.status == .active else { throw APIError.forbidden("the tenant is suspended") }
         var context = context
         context.tenant = tenant
-        context.apiKey = key.apiKey
+        context.key = key
         return try await next(request, context)
     }
 }

@@ -65,10 +65,9 @@ struct JSONBody: Sendable {
     /// Whether the member is present and not `null`.
     func has(_ key: String) -> Bool { members[key] != nil }
 
-    /// A required member: 422 when missing or `null`.
-    func require<T>(_ key: String, _ read: (String) throws(APIError) -> T?) throws(APIError) -> T {
-        guard let value = try read(key) else { throw APIError.invalid("\(name(key)) is required") }
-        return value
+    /// The error of a required member that is missing or `null`.
+    func missing(_ key: String) -> APIError {
+        APIError.invalid("\(name(key)) is required")
     }
 
     func string(_ key: String) throws(APIError) -> String? {

@@ -17,24 +17,10 @@ struct OperatorRoutes {
         group.delete("tenants/:tenant/keys/:apiKey", use: deleteKey)
     }
 
-    struct CreateTenant: Decodable {
-        var id: String?
-        var name: String
-        var limits: TenantLimitsPatch?
-        var autoCreateRooms: Bool?
-    }
-
     struct CreatedTenant: ResponseEncodable {
         var tenant: Tenant
         var apiKey: String
         var apiSecret: String
-    }
-
-    struct UpdateTenant: Decodable {
-        var name: String?
-        var limits: TenantLimitsPatch?
-        var status: TenantStatus?
-        var autoCreateRooms: Bool?
     }
 
     struct KeyView: ResponseEncodable {
@@ -44,15 +30,20 @@ struct OperatorRoutes {
     }
 
     @Sendable func createTenant(_ request: Request, context: APIContext) async throws -> EditedResponse<CreatedTenant> {
-        let body = try await request.decodeJSON(CreateTenant.self)
-        let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...200).contains(name.count) else { throw APIError.invalid("`name` must be 1–200 characters") }
-        if let field = body.limits?.invalidField() { throw APIError.invalid("`\(field)` is out of range") }
-        let id = try body.id ?? Self.derivedID(from: name)
-        guard Tenant.isValidID(id) else { throw APIError.invalid("`id` must match [a-z0-9][a-z0-9-]{2,39}") }
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes)
+        guard let name = try Self.name(in: body) else { throw APIError.invalid("`name` is required") }
+        let limits = try Self.limits(in: body)
+        let autoCreateRooms = try body.bool("autoCreateRooms") ?? true
+        let id: String
+        if let given = try body.string("id") {
+            guard Tenant.isValidID(given) else { throw APIError.invalid("`id` must match [a-z0-9][a-z0-9-]{2,39}") }
+            id = given
+        } else {
+            id = Self.derivedID(from: name)
+        }
         let tenant = Tenant(
-            id: id, name: name, limits: (body.limits ?? TenantLimitsPatch()).applied(to: .defaults),
-            autoCreateRooms: body.autoCreateRooms ?? true, createdAt: node.clock.now())
+            id: id, name: name, limits: (limits ?? TenantLimitsPatch()).applied(to: .defaults),
+            autoCreateRooms: autoCreateRooms, createdAt: node.clock.now())
         let (key, secret) = try newKey(tenantID: id)
         do {
             try await node.store.createTenant(tenant, key: key)
@@ -79,20 +70,21 @@ struct OperatorRoutes {
     }
 
     @Sendable func updateTenant(_ request: Request, context: APIContext) async throws -> Tenant {
-        let body = try await request.decodeJSON(UpdateTenant.self)
         var tenant = try await tenant(context)
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes)
+        let name = try Self.name(in: body)
+        let limits = try Self.limits(in: body)
+        let status: TenantStatus? = try body.string("status").map { text throws(APIError) in
+            guard let status = TenantStatus(rawValue: text) else { throw APIError.invalid("`status` must be `active` or `suspended`") }
+            return status
+        }
+        let autoCreateRooms = try body.bool("autoCreateRooms")
         let before = tenant
-        if let name = body.name {
-            let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard (1...200).contains(trimmed.count) else { throw APIError.invalid("`name` must be 1–200 characters") }
-            tenant.name = trimmed
-        }
-        if let limits = body.limits {
-            if let field = limits.invalidField() { throw APIError.invalid("`\(field)` is out of range") }
-            tenant.limits = limits.applied(to: tenant.limits)
-        }
-        if let status = body.status { tenant.status = status }
-        if let auto = body.autoCreateRooms { tenant.autoCreateRooms = auto }
+        if let name { tenant.name = name }
+        if let limits { tenant.limits = limits.applied(to: tenant.limits) }
+        if let status { tenant.status = status }
+        if let autoCreateRooms { tenant.autoCreateRooms = autoCreateRooms }
+        guard tenant != before else { return tenant }
         do {
             try await node.store.updateTenant(tenant)
         } catch {
@@ -150,7 +142,7 @@ struct OperatorRoutes {
 
     @Sendable func deleteKey(_ request: Request, context: APIContext) async throws -> Response {
         let tenant = try await tenant(context)
-        guard let apiKey = context.parameters.get("apiKey") else { throw APIError.notFound("key not found") }
+        guard let apiKey = context.pathParameter("apiKey") else { throw APIError.notFound("key not found") }
         do {
             try await node.store.deleteKey(tenantID: tenant.id, apiKey: apiKey)
         } catch {
@@ -165,7 +157,7 @@ struct OperatorRoutes {
     // MARK: Helpers
 
     private func tenant(_ context: APIContext) async throws -> Tenant {
-        guard let id = context.parameters.get("tenant"), Tenant.isValidID(id) else { throw APIError.notFound("tenant not found") }
+        guard let id = context.pathParameter("tenant"), Tenant.isValidID(id) else { throw APIError.notFound("tenant not found") }
         do {
             guard let tenant = try await node.store.tenant(id) else { throw APIError.notFound("tenant not found") }
             return tenant
@@ -181,9 +173,27 @@ struct OperatorRoutes {
         return (StoredAPIKey(apiKey: apiKey, tenantID: tenantID, sealedSecret: sealed, createdAt: node.clock.now()), secret)
     }
 
+    /// `name`: 1–200 Unicode scalars, no control characters (kept as given).
+    static func name(in body: JSONBody) throws(APIError) -> String? {
+        guard let name = try body.string("name") else { return nil }
+        guard (1...200).contains(name.unicodeScalars.count), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else { throw APIError.invalid("`name` must be 1–200 characters without control characters") }
+        return name
+    }
+
+    /// `limits`: each field given replaces that limit.
+    static func limits(in body: JSONBody) throws(APIError) -> TenantLimitsPatch? {
+        guard let limits = try body.object("limits") else { return nil }
+        return TenantLimitsPatch(
+            maxConnections: try limits.int("maxConnections", in: TenantLimits.maxConnectionsRange),
+            maxPeersPerRoom: try limits.int("maxPeersPerRoom", in: TenantLimits.maxPeersPerRoomRange),
+            messagesPerSecond: try limits.int("messagesPerSecond", in: TenantLimits.messagesPerSecondRange),
+            messageBurst: try limits.int("messageBurst", in: TenantLimits.messageBurstRange))
+    }
+
     /// A tenant id from its name: lowercase letters and digits, dashes elsewhere, plus a
     /// random suffix so two tenants of the same name do not collide.
-    static func derivedID(from name: String) throws -> String {
+    static func derivedID(from name: String) -> String {
         var slug = ""
         for scalar in name.lowercased().unicodeScalars {
             if ("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) {

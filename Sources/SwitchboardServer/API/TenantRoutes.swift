@@ -52,54 +52,14 @@ struct TenantRoutes {
         var data: RawJSON
     }
 
-    struct CreateRoom: Decodable {
-        var name: String
-        var maxPeers: Int?
-        var metadata: JSONValue?
-    }
-
-    struct UpdateRoom: Decodable {
-        var maxPeers: Int?
-        var metadata: JSONValue?
-    }
-
-    struct SendMessage: Decodable {
-        var to: String?
-        var data: JSONValue?
-
-        enum CodingKeys: String, CodingKey { case to, data }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            to = try container.decodeIfPresent(String.self, forKey: .to)
-            guard container.contains(.data) else {
-                throw DecodingError.keyNotFound(CodingKeys.data, .init(codingPath: [], debugDescription: "data is required"))
-            }
-            data = try container.decodeNil(forKey: .data) ? JSONValue.null : container.decode(JSONValue.self, forKey: .data)
-        }
-    }
-
     struct MessageResult: ResponseEncodable {
         var recipients: Int
-    }
-
-    struct CreateToken: Decodable {
-        var room: String
-        var peerId: String
-        var ttlSeconds: Int?
-        var metadata: JSONValue?
-        var permissions: [String]?
     }
 
     struct TokenResult: ResponseEncodable {
         var token: String
         var expiresAt: String
         var url: String
-    }
-
-    struct CreateTURNCredentials: Decodable {
-        var peerId: String?
-        var ttlSeconds: Int?
     }
 
     struct TURNResult: ResponseEncodable {
@@ -114,11 +74,11 @@ struct TenantRoutes {
 
     @Sendable func createRoom(_ request: Request, context: APIContext) async throws -> EditedResponse<RoomView> {
         let tenant = try context.requireTenant()
-        let body = try await request.decodeJSON(CreateRoom.self)
-        guard Identifier.isValid(body.name) else { throw APIError.invalid("`name` must be 1–128 characters without control characters") }
-        let maxPeers = try validMaxPeers(body.maxPeers) ?? tenant.limits.maxPeersPerRoom
-        let metadata = try validMetadata(body.metadata) ?? .emptyObject
-        let room = Room(tenantID: tenant.id, name: body.name, maxPeers: maxPeers, metadata: metadata, createdAt: node.clock.now())
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes)
+        guard let name = try body.identifier("name") else { throw body.missing("name") }
+        let maxPeers = try body.int("maxPeers", in: TenantLimits.maxPeersPerRoomRange) ?? tenant.limits.maxPeersPerRoom
+        let metadata = try body.metadata("metadata") ?? .emptyObject
+        let room = Room(tenantID: tenant.id, name: name, maxPeers: maxPeers, metadata: metadata, createdAt: node.clock.now())
         do {
             try await node.store.createRoom(room)
         } catch {
@@ -148,13 +108,18 @@ struct TenantRoutes {
 
     @Sendable func updateRoom(_ request: Request, context: APIContext) async throws -> RoomView {
         var room = try await room(context)
-        let body = try await request.decodeJSON(UpdateRoom.self)
-        if let maxPeers = try validMaxPeers(body.maxPeers) { room.maxPeers = maxPeers }
-        if let metadata = try validMetadata(body.metadata) { room.metadata = metadata }
-        do {
-            try await node.store.updateRoom(room)
-        } catch {
-            throw APIError(error, what: "room")
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes)
+        let maxPeers = try body.int("maxPeers", in: TenantLimits.maxPeersPerRoomRange)
+        let metadata = try body.metadata("metadata")
+        let before = room
+        if let maxPeers { room.maxPeers = maxPeers }
+        if let metadata { room.metadata = metadata }
+        if room != before {
+            do {
+                try await node.store.updateRoom(room)
+            } catch {
+                throw APIError(error, what: "room")
+            }
         }
         return await view(room)
     }
@@ -182,10 +147,10 @@ struct TenantRoutes {
 
     @Sendable func kickPeer(_ request: Request, context: APIContext) async throws -> Response {
         let room = try await room(context)
-        guard let peerId = context.parameters.get("peer"),
+        guard let peerId = context.pathParameter("peer"), Identifier.isValid(peerId),
             await node.presence.peer(tenantID: room.tenantID, room: room.name, peerId: peerId) != nil
         else {
-            throw APIError(.notFound, "peer_not_found", "the peer is not in the room")
+            throw Self.peerNotFound
         }
         node.bus.publish(.kick(tenantID: room.tenantID, room: room.name, peerId: peerId), to: .control)
         node.record(.peerKicked, tenantID: room.tenantID, room: room.name, peer: peerId)
@@ -195,53 +160,58 @@ struct TenantRoutes {
     /// A server-side `signal` (with `to`) or `broadcast` (without), `from` = "server".
     @Sendable func sendMessage(_ request: Request, context: APIContext) async throws -> EditedResponse<MessageResult> {
         let room = try await room(context)
-        let body = try await request.decodeJSON(SendMessage.self, maxBytes: node.configuration.maxFrameBytes)
-        let data = try RawJSON(encoding: body.data ?? .null)
-        if let to = body.to {
-            guard Identifier.isValid(to) else { throw APIError.invalid("`to` must be 1–128 characters") }
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes)
+        let to = try body.identifier("to")
+        guard let data = body.raw("data") else { throw body.missing("data") }
+        // The frame the receivers get: {"type":"signal","from":"server","data":…,"seq":…}.
+        let limit = node.configuration.maxFrameBytes - Self.frameOverhead
+        guard data.bytes.count <= limit else {
+            throw APIError.tooLarge("`data` exceeds \(limit) bytes, the largest that fits in a frame")
         }
         let envelope = RelayEnvelope(
-            tenantID: room.tenantID, room: room.name, kind: body.to == nil ? .broadcast : .signal, from: "server",
-            to: body.to, exclude: nil, data: data)
+            tenantID: room.tenantID, room: room.name, kind: to == nil ? .broadcast : .signal, from: "server",
+            to: to, exclude: nil, data: data)
         switch node.hub.route(envelope) {
         case .routed(let local, let remote):
-            return EditedResponse(status: .accepted, response: MessageResult(recipients: local + remote))
+            // Other nodes count their own deliveries; report the room's peers they hold.
+            var recipients = local
+            if remote > 0 {
+                recipients = to != nil ? 1 : await node.presence.peerCount(tenantID: room.tenantID, room: room.name)
+            }
+            return EditedResponse(status: .accepted, response: MessageResult(recipients: recipients))
         case .peerNotFound:
-            throw APIError(.notFound, "peer_not_found", "the peer is not in the room")
+            throw Self.peerNotFound
         case .unavailable:
             throw APIError.unavailable("the message could not be delivered; try again")
         }
     }
 
+    /// Room for a relay frame's envelope around `data`.
+    static let frameOverhead = 128
+
+    static let peerNotFound = APIError(.notFound, "peer_not_found", "the peer is not in the room")
+
     // MARK: Audit
 
     @Sendable func roomEvents(_ request: Request, context: APIContext) async throws -> ListResponse<EventView> {
-        let tenant = try context.requireTenant()
-        guard let name = context.parameters.get("room"), Identifier.isValid(name) else { throw APIError.notFound("room not found") }
-        return try await events(request, tenant: tenant, room: name)
+        let room = try await room(context)
+        return try await events(request, tenantID: room.tenantID, room: room.name)
     }
 
     @Sendable func events(_ request: Request, context: APIContext) async throws -> ListResponse<EventView> {
         let tenant = try context.requireTenant()
-        return try await events(request, tenant: tenant, room: request.uri.queryParameters.get("room"))
+        return try await events(request, tenantID: tenant.id, room: try request.identifierFilter("room"))
     }
 
-    private func events(_ request: Request, tenant: Tenant, room: String?) async throws -> ListResponse<EventView> {
-        let query = request.uri.queryParameters
+    private func events(_ request: Request, tenantID: String, room: String?) async throws -> ListResponse<EventView> {
         let (limit, before) = try request.pagination()
-        var audit = AuditQuery(tenantID: tenant.id, room: room, peer: query.get("peer"), before: before, limit: limit)
-        if let type = query.get("type") {
+        var audit = AuditQuery(tenantID: tenantID, room: room, peer: try request.identifierFilter("peer"), before: before, limit: limit)
+        if let type = request.uri.queryParameters.get("type") {
             guard let parsed = AuditEventType(rawValue: type) else { throw APIError.badRequest("unknown event `type`") }
             audit.type = parsed
         }
-        if let since = query.get("since") {
-            guard let date = Timestamp.parse(since) else { throw APIError.badRequest("`since` must be an RFC 3339 time") }
-            audit.since = date
-        }
-        if let until = query.get("until") {
-            guard let date = Timestamp.parse(until) else { throw APIError.badRequest("`until` must be an RFC 3339 time") }
-            audit.until = date
-        }
+        audit.since = try request.timeFilter("since")
+        audit.until = try request.timeFilter("until")
         do {
             let page = try await node.store.events(audit)
             return ListResponse(page.items.map(Self.view), next: page.next)
@@ -253,41 +223,33 @@ struct TenantRoutes {
     // MARK: Tokens and TURN
 
     @Sendable func createToken(_ request: Request, context: APIContext) async throws -> EditedResponse<TokenResult> {
-        let tenant = try context.requireTenant()
-        guard let apiKey = context.apiKey, let key = try await node.directory.key(apiKey) else { throw APIError.unauthorized() }
-        let body = try await request.decodeJSON(CreateToken.self)
-        guard Identifier.isValid(body.room) else { throw APIError.invalid("`room` must be 1–128 characters without control characters") }
-        guard Identifier.isValid(body.peerId) else { throw APIError.invalid("`peerId` must be 1–128 characters without control characters") }
-        let ttl = body.ttlSeconds ?? node.configuration.defaultTokenTTL
-        guard (1...node.configuration.maxTokenTTL).contains(ttl) else {
-            throw APIError.invalid("`ttlSeconds` must be from 1 to \(node.configuration.maxTokenTTL)")
+        _ = try context.requireTenant()
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes)
+        guard let room = try body.identifier("room") else { throw body.missing("room") }
+        guard let peerId = try body.identifier("peerId") else { throw body.missing("peerId") }
+        let ttl = try body.int("ttlSeconds", in: 1...node.configuration.maxTokenTTL) ?? node.configuration.defaultTokenTTL
+        let metadata = try body.metadata("metadata")
+        let permissions = try body.strings("permissions")
+        if let permissions, let unknown = permissions.first(where: { !Permissions.knownNames.contains($0) }) {
+            throw APIError.invalid("unknown permission `\(unknown)`; use `signal` and `broadcast`")
         }
-        if let permissions = body.permissions, let unknown = permissions.first(where: { !Permissions.knownNames.contains($0) }) {
-            throw APIError.invalid("unknown permission `\(unknown)`")
-        }
-        let metadata = try validMetadata(body.metadata)
+        guard let key = context.key else { throw APIError.unauthorized() }
         let now = node.clock.now()
         let expires = Date(timeIntervalSince1970: (now.timeIntervalSince1970 + Double(ttl)).rounded(.down))
         let claims = AccessClaims(
-            issuer: key.apiKey, subject: body.peerId, room: body.room, expiresAt: expires, metadata: metadata,
-            permissions: body.permissions)
+            issuer: key.apiKey, subject: peerId, room: room, expiresAt: expires, metadata: metadata, permissions: permissions)
         let token = try await AccessTokens.mint(claims, apiKey: key.apiKey, secret: key.secret)
-        _ = tenant
         return EditedResponse(status: .created, response: TokenResult(
             token: token, expiresAt: Timestamp.format(expires), url: node.configuration.signalURL(token: token)))
     }
 
+    /// Without `peerId` the username's peer part is ``anonymousPeer``, so the username keeps
+    /// the three-part shape of SPEC §6 a TURN server parses.
     @Sendable func turnCredentials(_ request: Request, context: APIContext) async throws -> EditedResponse<TURNResult> {
         let tenant = try context.requireTenant()
-        let body = try await request.decodeJSON(CreateTURNCredentials.self, allowEmpty: true)
-        let ttl = body.ttlSeconds ?? TURNCredentials.defaultTTL
-        guard (1...TURNCredentials.maxTTL).contains(ttl) else {
-            throw APIError.invalid("`ttlSeconds` must be from 1 to \(TURNCredentials.maxTTL)")
-        }
-        let peerId = body.peerId ?? "anonymous"
-        guard Identifier.isValid(peerId), !peerId.contains(":") else {
-            throw APIError.invalid("`peerId` must be 1–128 characters without control characters or ':'")
-        }
+        let body = try await request.jsonBody(maxBytes: node.configuration.maxRequestBodyBytes, allowEmpty: true)
+        let peerId = try body.identifier("peerId") ?? Self.anonymousPeer
+        let ttl = try body.int("ttlSeconds", in: 1...TURNCredentials.maxTTL) ?? min(node.configuration.turnCredentialTTL, TURNCredentials.maxTTL)
         let (credentials, servers) = node.iceServers(tenantID: tenant.id, peerId: peerId, ttl: ttl)
         guard let credentials else { throw APIError.unavailable("no TURN secret is configured on this deployment") }
         return EditedResponse(status: .created, response: TURNResult(
@@ -295,33 +257,20 @@ struct TenantRoutes {
             expiresAt: Timestamp.format(credentials.expiresAt), iceServers: servers))
     }
 
+    static let anonymousPeer = "anonymous"
+
     // MARK: Helpers
 
+    /// The room named by the path, of the authenticated tenant; 404 otherwise.
     private func room(_ context: APIContext) async throws -> Room {
         let tenant = try context.requireTenant()
-        guard let name = context.parameters.get("room"), Identifier.isValid(name) else { throw APIError.notFound("room not found") }
+        guard let name = context.pathParameter("room"), Identifier.isValid(name) else { throw APIError.notFound("room not found") }
         do {
             guard let room = try await node.store.room(tenantID: tenant.id, name: name) else { throw APIError.notFound("room not found") }
             return room
         } catch let error as StoreError {
             throw APIError(error, what: "room")
         }
-    }
-
-    private func validMaxPeers(_ value: Int?) throws -> Int? {
-        guard let value else { return nil }
-        guard TenantLimits.maxPeersPerRoomRange.contains(value) else {
-            throw APIError.invalid("`maxPeers` must be from 1 to \(TenantLimits.maxPeersPerRoomRange.upperBound)")
-        }
-        return value
-    }
-
-    private func validMetadata(_ value: JSONValue?) throws -> RawJSON? {
-        guard let value else { return nil }
-        guard case .object = value else { throw APIError.invalid("`metadata` must be a JSON object") }
-        let raw = try RawJSON(encoding: value)
-        guard raw.bytes.count <= 4096 else { throw APIError.invalid("`metadata` exceeds 4 KiB") }
-        return raw
     }
 
     private func view(_ room: Room) async -> RoomView {

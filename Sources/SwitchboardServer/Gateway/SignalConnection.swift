@@ -212,12 +212,26 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
+            // Server shutdown: say goodbye, or just close if a goodbye is already under way.
+            if closing { return context.close(promise: nil) }
             return closeSocket(.goingAway)
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
             return context.close(promise: nil)
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// A client that does not read fills our write buffer past its high-water mark (1 MiB):
+    /// drop the socket rather than buffer without bound. What it missed stays in the
+    /// session's replay buffer, so it can resume.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable {
+            metrics.error(.unavailable)
+            let channel = context.channel
+            context.eventLoop.execute { channel.close(promise: nil) }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -433,5 +447,13 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
+        // A peer that stops reading can hold the close frame in our buffers forever.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: Self.closeGrace) {
+            channel.close(promise: nil)
+        }
     }
+
+    /// How long a close frame may take to leave before the socket is closed regardless.
+    static let closeGrace: TimeAmount = .seconds(2)
 }

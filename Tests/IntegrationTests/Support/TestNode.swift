@@ -47,7 +47,7 @@ struct TestNode: Sendable {
         let node = try await SwitchboardNode.make(configuration: configuration, logger: logger, handleSignals: false)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await node.run() }
-            let ports = await node.waitUntilListening()
+            guard let ports = await node.waitUntilListening() else { throw TestFailure("the node did not start") }
             let test = TestNode(node: node, publicPort: ports.public, adminPort: ports.admin, directory: directory)
             do {
                 let value = try await body(test)
