@@ -82,18 +82,29 @@ public final class SQLiteStore: Store {
         }
     }
 
-    /// Runs several statements as one transaction.
+    /// Runs several statements as one transaction, in a task of its own: SQLiteNIO checks for
+    /// cancellation on every query, ROLLBACK included, so a caller cancelled half-way (the
+    /// audit writer on graceful shutdown, a dropped request) would otherwise leave the
+    /// transaction open and every later BEGIN failing.
     private func transaction(_ statements: [(String, [SQLiteData])]) async throws(StoreError) {
-        try await exclusively { () async throws(StoreError) in
-            _ = try await execute("BEGIN IMMEDIATE", [])
+        let outcome = await Task { () async -> Result<Void, StoreError> in
             do throws(StoreError) {
-                for (sql, binds) in statements { _ = try await execute(sql, binds) }
-                _ = try await execute("COMMIT", [])
+                try await self.exclusively { () async throws(StoreError) in
+                    _ = try await self.execute("BEGIN IMMEDIATE", [])
+                    do throws(StoreError) {
+                        for (sql, binds) in statements { _ = try await self.execute(sql, binds) }
+                        _ = try await self.execute("COMMIT", [])
+                    } catch {
+                        _ = try? await self.execute("ROLLBACK", [])
+                        throw error
+                    }
+                }
+                return .success(())
             } catch {
-                _ = try? await execute("ROLLBACK", [])
-                throw error
+                return .failure(error)
             }
-        }
+        }.value
+        try outcome.get()
     }
 
     private static func map(_ error: SQLiteError) -> StoreError {

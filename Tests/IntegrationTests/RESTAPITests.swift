@@ -7,7 +7,7 @@ import Testing
 
 /// The REST API of SPEC §4 against a live node: every endpoint, its effects on live
 /// WebSocket sessions, authentication, tenant isolation and bad input.
-@Suite("REST API", .serialized)
+@Suite("REST API", .serialized, .timeLimit(.minutes(1)))
 struct RESTAPITests {
     // MARK: Operator: tenants
 

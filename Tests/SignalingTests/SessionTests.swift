@@ -12,6 +12,8 @@ import Testing
         let welcome = ServerMessage.welcome(
             sessionId: session.id, peerId: "bob", room: "lobby", peers: [], iceServers: .emptyArray, resumeToken: "token", heartbeatSeconds: 20)
         session.start(transport: transport, welcome: welcome.encoded())
+        // `start` runs under the hub's lock and leaves the drain to the joiner.
+        session.drain()
         return (session, transport)
     }
 
@@ -89,5 +91,42 @@ import Testing
         session.received(bytes: 5)
         #expect(session.stats.framesIn == 2)
         #expect(session.stats.bytesIn == 15)
+    }
+}
+
+/// A transport that calls back into its session while being written to, as a socket whose
+/// flush triggers a read does: the session must not deadlock and must keep the order.
+final class ReentrantTransport: SessionTransport, @unchecked Sendable {
+    weak var session: Session?
+    private(set) var frames: [[UInt8]] = []
+    private var echoes = 0
+
+    func send(_ frame: [UInt8], type: OutboundFrameType) {
+        frames.append(frame)
+        guard echoes < 3, let session else { return }
+        echoes += 1
+        session.received(bytes: frame.count)
+        session.deliver(.signal, from: "echo", data: .null)
+    }
+
+    func close(_ code: CloseCode, reason: String) {}
+}
+
+@Suite struct SessionReentrancyTests {
+    @Test func aTransportMayCallBackIntoItsSessionWhileSending() throws {
+        let session = Session(
+            identity: HubHarness.identity("bob", tenant: "acme", room: "lobby", apiKey: "AK1"), metadata: .emptyObject,
+            resumeToken: "token", joinedAt: Date(timeIntervalSince1970: 0), replayLimits: .init())
+        let transport = ReentrantTransport()
+        transport.session = session
+        session.start(transport: transport, welcome: Array(#"{"type":"welcome"}"#.utf8))
+        session.drain()
+        session.deliver(.signal, from: "alice", data: .null)
+        let seqs = try transport.frames.dropFirst().map { frame -> UInt64 in
+            guard case .relay(_, _, _, let seq) = try ServerEvent.decode(frame) else { throw ServerEvent.DecodingFailure(message: "not a relay") }
+            return seq
+        }
+        #expect(seqs == Array(1...UInt64(seqs.count)))
+        #expect(seqs.count == 4)
     }
 }

@@ -120,10 +120,14 @@ public final class Hub: Sendable {
             } else {
                 state.connections[identity.tenantID] = connections + 1
             }
-            // Welcome goes out under the hub lock: nobody can find this session to send it
-            // anything before it has its welcome.
+            // Welcome is queued under the hub lock: nobody can find this session to send it
+            // anything before its welcome is first in its outbox.
             session.start(transport: transport, welcome: welcome(session, others.map(\.summary)).encoded())
             return .success((previous, others))
+        }
+        if case .success = result {
+            // Outside the hub lock: the welcome (and anything queued behind it) goes out now.
+            session.drain()
         }
         switch result {
         case .failure(.draining): return .draining

@@ -71,8 +71,12 @@ public struct SessionStats: Sendable, Equatable {
 ///
 /// It outlives any one socket: when the transport drops, the session is detached and keeps
 /// numbering and buffering what is sent to it until a resume attaches a new transport or the
-/// resume window ends. All state is behind one lock; frames go to the transport while it is
-/// held, so the wire order is the `seq` order.
+/// resume window ends.
+///
+/// All state is behind one lock. Frames are numbered and queued in an outbox under that
+/// lock, and handed to the transport outside it by one drainer at a time, in queue order:
+/// so the wire order is the `seq` order, and a transport may call back into the session (a
+/// socket flush can trigger a read) without deadlocking.
 public final class Session: Sendable {
     public enum Phase: Sendable, Equatable {
         case active
@@ -85,6 +89,17 @@ public final class Session: Sendable {
     public let joinedAt: Date
     private let state: Mutex<State>
 
+    /// One thing to do to a transport, in order.
+    struct Outbound {
+        enum Action {
+            case frame([UInt8], OutboundFrameType)
+            case close(CloseCode, String)
+        }
+
+        var transport: any SessionTransport
+        var action: Action
+    }
+
     struct State {
         var phase: Phase = .active
         var transport: (any SessionTransport)?
@@ -94,6 +109,24 @@ public final class Session: Sendable {
         var metadata: RawJSON
         var replay: ReplayBuffer
         var stats = SessionStats()
+        var outbox: [Outbound] = []
+        /// Someone is handing the outbox to transports; others only append.
+        var draining = false
+
+        /// Queues a frame for the attached transport. Returns whether the caller must drain.
+        mutating func queue(_ frame: [UInt8], _ type: OutboundFrameType) -> Bool {
+            guard let transport else { return false }
+            stats.framesOut += 1
+            stats.bytesOut += frame.count
+            return queue(Outbound(transport: transport, action: .frame(frame, type)))
+        }
+
+        mutating func queue(_ item: Outbound) -> Bool {
+            outbox.append(item)
+            guard !draining else { return false }
+            draining = true
+            return true
+        }
     }
 
     public init(identity: SessionIdentity, metadata: RawJSON, resumeToken: String, joinedAt: Date, replayLimits: ReplayBuffer.Limits) {
@@ -114,13 +147,36 @@ public final class Session: Sendable {
     public var lastSeq: UInt64 { state.withLock { $0.seq } }
     public var summary: PeerSummary { PeerSummary(peerId: peerId, metadata: metadata) }
 
-    /// Attaches the first transport and sends `welcome` before anything else can be sent.
+    /// Hands queued frames to their transports, outside the lock, until the outbox is empty.
+    /// Only the caller that set `draining` runs this; others' frames join its queue.
+    func drain() {
+        while true {
+            let batch = state.withLock { state -> [Outbound]? in
+                guard !state.outbox.isEmpty else {
+                    state.draining = false
+                    return nil
+                }
+                defer { state.outbox.removeAll(keepingCapacity: false) }
+                return state.outbox
+            }
+            guard let batch else { return }
+            for item in batch {
+                switch item.action {
+                case .frame(let bytes, let type): item.transport.send(bytes, type: type)
+                case .close(let code, let reason): item.transport.close(code, reason: reason)
+                }
+            }
+        }
+    }
+
+    /// Attaches the first transport and queues `welcome` before anything else can be sent.
+    /// Called under the hub's lock; the hub drains (``drain()``) after releasing it.
     func start(transport: any SessionTransport, welcome: [UInt8]) {
         state.withLock { state in
             state.transport = transport
-            state.stats.framesOut += 1
-            state.stats.bytesOut += welcome.count
-            transport.send(welcome, type: .welcome)
+            // The drain is the joiner's job, after the hub lock: mark it taken.
+            _ = state.queue(welcome, .welcome)
+            state.draining = true
         }
     }
 
@@ -128,30 +184,26 @@ public final class Session: Sendable {
     /// transport is attached. Returns false once the session has ended.
     @discardableResult
     public func deliver(_ kind: RelayKind, from: String, data: RawJSON) -> Bool {
-        state.withLock { state in
-            guard state.phase != .ended else { return false }
+        let (accepted, mustDrain) = state.withLock { state -> (Bool, Bool) in
+            guard state.phase != .ended else { return (false, false) }
             state.seq += 1
             let frame = ServerMessage.encodeRelay(kind, from: from, data: data, seq: state.seq)
             let type: OutboundFrameType = kind == .signal ? .signal : .broadcast
             state.replay.append(seq: state.seq, frame: frame, type: type)
-            if let transport = state.transport {
-                state.stats.framesOut += 1
-                state.stats.bytesOut += frame.count
-                transport.send(frame, type: type)
-            }
-            return true
+            return (true, state.queue(frame, type))
         }
+        if mustDrain { drain() }
+        return accepted
     }
 
     /// Sends a frame outside the `seq` numbering (presence events, acks, errors, pongs).
     /// Dropped while detached: `resumed` carries a fresh presence snapshot instead.
     public func send(_ frame: [UInt8], type: OutboundFrameType) {
-        state.withLock { state in
-            guard state.phase == .active, let transport = state.transport else { return }
-            state.stats.framesOut += 1
-            state.stats.bytesOut += frame.count
-            transport.send(frame, type: type)
+        let mustDrain = state.withLock { state -> Bool in
+            guard state.phase == .active else { return false }
+            return state.queue(frame, type)
         }
+        if mustDrain { drain() }
     }
 
     public func send(_ message: ServerMessage, type: OutboundFrameType) {
@@ -196,45 +248,51 @@ public final class Session: Sendable {
     /// Attaches a new transport: sends `resumed`, then every kept frame after `lastSeq`, in
     /// order. A transport still attached (a half-open socket) is closed as replaced.
     func resume(transport: any SessionTransport, lastSeq: UInt64, peers: [PeerSummary]) -> Result<Int, ResumeFailure> {
-        state.withLock { state in
-            guard state.phase != .ended else { return .failure(.ended) }
+        let (result, mustDrain) = state.withLock { state -> (Result<Int, ResumeFailure>, Bool) in
+            guard state.phase != .ended else { return (.failure(.ended), false) }
             guard let frames = state.replay.frames(after: lastSeq, currentSeq: state.seq) else {
-                return .failure(.gap)
+                return (.failure(.gap), false)
             }
+            var mustDrain = false
             if let old = state.transport, old !== transport {
-                old.send(ServerMessage.error(ProtocolError(.replaced, "session resumed on another connection")).encoded(), type: .error)
-                old.close(.replaced, reason: "replaced")
+                let replaced = ServerMessage.error(ProtocolError(.replaced, "session resumed on another connection")).encoded()
+                mustDrain = state.queue(Outbound(transport: old, action: .frame(replaced, .error))) || mustDrain
+                mustDrain = state.queue(Outbound(transport: old, action: .close(.replaced, "replaced"))) || mustDrain
             }
             state.transport = transport
             state.phase = .active
             state.generation += 1
             let resumed = ServerMessage.resumed(sessionId: identity.sessionId, replayed: frames.count, peers: peers).encoded()
-            transport.send(resumed, type: .resumed)
-            state.stats.framesOut += 1 + frames.count
-            state.stats.bytesOut += resumed.count
+            mustDrain = state.queue(resumed, .resumed) || mustDrain
             for (frame, type) in frames {
-                state.stats.bytesOut += frame.count
-                transport.send(frame, type: type)
+                mustDrain = state.queue(frame, type) || mustDrain
             }
-            return .success(frames.count)
+            return (.success(frames.count), mustDrain)
         }
+        if mustDrain { drain() }
+        return result
     }
 
     /// Ends the session: optionally sends a last frame, then closes the transport.
     /// Returns false when it had already ended.
     func end(finalFrame: ServerMessage?, close: (CloseCode, String)?) -> Bool {
-        state.withLock { state in
-            guard state.phase != .ended else { return false }
+        let (ended, mustDrain) = state.withLock { state -> (Bool, Bool) in
+            guard state.phase != .ended else { return (false, false) }
             state.phase = .ended
+            var mustDrain = false
             if let transport = state.transport {
                 if let finalFrame {
-                    transport.send(finalFrame.encoded(), type: finalFrame.frameType)
+                    mustDrain = state.queue(finalFrame.encoded(), finalFrame.frameType) || mustDrain
                 }
-                if let close { transport.close(close.0, reason: close.1) }
+                if let close {
+                    mustDrain = state.queue(Outbound(transport: transport, action: .close(close.0, close.1))) || mustDrain
+                }
             }
             state.transport = nil
-            return true
+            return (true, mustDrain)
         }
+        if mustDrain { drain() }
+        return ended
     }
 }
 

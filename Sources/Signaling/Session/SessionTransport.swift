@@ -16,9 +16,9 @@ public enum OutboundFrameType: String, Sendable, CaseIterable {
 
 /// Where a session's frames go: a WebSocket today, an SSE stream later (SPEC §3 fallback).
 ///
-/// Sessions call these while holding their own lock, which is what keeps frames in `seq`
-/// order on the wire. An implementation must therefore not block and must never call back
-/// into the session or the hub synchronously (defer such work to its own executor).
+/// A session calls these outside its lock, one caller at a time and in `seq` order, from
+/// whichever thread is draining its outbox. An implementation must not block; it may call
+/// back into the session or the hub.
 public protocol SessionTransport: AnyObject, Sendable {
     /// Sends one text frame.
     func send(_ frame: [UInt8], type: OutboundFrameType)

@@ -15,25 +15,30 @@ struct AuditWriter: Service {
     var shutdownGrace: Duration = .seconds(10)
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
+        // Not cancelled on shutdown (a batch is never cut off half-way): the loop is woken,
+        // sees the shutdown, and the final flush writes what is left.
+        await withGracefulShutdownHandler {
             await loop()
+        } onGracefulShutdown: {
+            buffer.wake()
         }
         await flush(deadline: ContinuousClock.now + shutdownGrace)
     }
 
     private func loop() async {
         var backoff = Duration.milliseconds(100)
-        while !Task.isCancelled {
+        while !Task.isCancelledOrShuttingDown {
             await withTaskCancellationHandler {
                 await buffer.waitForEvents()
             } onCancel: {
                 buffer.wake()
             }
-            if Task.isCancelled { return }
+            if Task.isCancelledOrShuttingDown { return }
             if await writeBatch() {
                 backoff = .milliseconds(100)
             } else {
-                try? await Task.sleep(for: backoff)
+                let delay = backoff
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
