@@ -59,6 +59,8 @@ public final class SignalingClient: Sendable {
     public let events: AsyncStream<ClientEvent>
     private let continuation: AsyncStream<ClientEvent>.Continuation
     private let url: String
+    /// Supplies a fresh access token when the server ends a connection for an expired one.
+    private let tokenProvider: (@Sendable () async throws -> String)?
     private let configuration: Configuration
     private let logger: Logger
     private let state = Mutex(State())
@@ -78,12 +80,22 @@ public final class SignalingClient: Sendable {
         var resumeFailed = false
         /// Set by `welcome`/`resumed`: the connection that just ended had a live session.
         var established = false
+        /// The server said the access token expired.
+        var tokenExpired = false
+        /// A fresh token from the provider, used from the next connection on.
+        var freshToken: String?
     }
 
     /// - Parameter url: the signaling URL with its access token
     ///   (`ws://host/v1/signal?access_token=…`, as `POST /v1/tokens` returns it).
-    public init(url: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "switchboard.client")) {
+    /// - Parameter tokenProvider: called for a fresh access token when the server closes the
+    ///   connection because the token expired; the session then resumes with it.
+    public init(
+        url: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "switchboard.client"),
+        tokenProvider: (@Sendable () async throws -> String)? = nil
+    ) {
         self.url = url
+        self.tokenProvider = tokenProvider
         self.configuration = configuration
         self.logger = logger
         (events, continuation) = AsyncStream.makeStream(of: ClientEvent.self, bufferingPolicy: .unbounded)
@@ -133,7 +145,14 @@ public final class SignalingClient: Sendable {
                     state.resumeToken != nil && !state.resumeFailed, retryAfter
                 )
             }
-            if finished || !canResume || !Self.isResumable(code) {
+            let tokenExpired = state.withLock { state in
+                defer { state.tokenExpired = false }
+                return state.tokenExpired
+            }
+            if tokenExpired, !finished, canResume, let tokenProvider {
+                let token = try await tokenProvider()
+                state.withLock { $0.freshToken = token }
+            } else if finished || !canResume || !Self.isResumable(code) {
                 state.withLock { $0.finished = true }
                 continuation.yield(.closed(code: code, reason: reason.isEmpty ? Self.describe(code) : reason))
                 return
@@ -155,7 +174,11 @@ public final class SignalingClient: Sendable {
     private func connectOnce(resuming: Bool) async throws -> WebSocketCloseFrame? {
         var configuration = WebSocketClientConfiguration()
         configuration.maxFrameSize = self.configuration.maxFrameSize
-        let target = resuming ? Self.appendingQuery(url, "resume=1") : url
+        var base = url
+        if let token = state.withLock({ $0.freshToken }) {
+            base = Self.replacingToken(in: url, with: token)
+        }
+        let target = resuming ? Self.appendingQuery(base, "resume=1") : base
         return try await WebSocketClient.connect(url: target, configuration: configuration, logger: logger) { inbound, outbound, _ in
             if resuming {
                 let (token, lastSeq) = self.state.withLock { ($0.resumeToken ?? "", $0.lastSeq) }
@@ -216,6 +239,9 @@ public final class SignalingClient: Sendable {
         case .error(let code, let message, let ref):
             if code == "replaced" || message.hasPrefix("resume failed") {
                 state.withLock { $0.resumeFailed = true }
+            }
+            if code == "forbidden", message.hasPrefix("token expired") {
+                state.withLock { $0.tokenExpired = true }
             }
             continuation.yield(.error(code: code, message: message, ref: ref))
         case .pong(let id): continuation.yield(.pong(id: id))
@@ -329,6 +355,15 @@ public final class SignalingClient: Sendable {
         var buffer = ByteBuffer()
         buffer.write(webSocketErrorCode: code)
         return Int(buffer.readInteger(as: UInt16.self) ?? 0)
+    }
+
+    /// `url` with its `access_token` query value replaced.
+    static func replacingToken(in url: String, with token: String) -> String {
+        guard var components = URLComponents(string: url) else { return url }
+        var items = (components.queryItems ?? []).filter { $0.name != "access_token" }
+        items.insert(URLQueryItem(name: "access_token", value: token), at: 0)
+        components.queryItems = items
+        return components.string ?? url
     }
 
     static func appendingQuery(_ url: String, _ item: String) -> String {

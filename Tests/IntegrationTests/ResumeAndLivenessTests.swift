@@ -82,6 +82,33 @@ struct ResumeAndLivenessTests {
         }
     }
 
+    @Test func expiredTokensCloseWith1008AndTheSessionResumesWithAFreshOne() async throws {
+        try await TestNode.with({ $0.heartbeatSeconds = 1 }) { node in
+            let tenant = try await node.createTenant()
+            let bob = try await node.join(tenant, peer: "bob")
+            // Expired 29 s ago: still inside the 30 s leeway at connect, past it a second later.
+            let stale = try await node.token(tenant, peer: "alice", ttl: -29)
+            let fresh = try await node.token(tenant, peer: "alice", ttl: 600)
+            let alice = TestPeer(client: SignalingClient(url: node.signalURL(stale), tokenProvider: { fresh }))
+            try await alice.start()
+            let sessionId = alice.client.sessionId
+            let error = try await alice.nextError(timeout: .seconds(5))
+            #expect(error.code == "forbidden" && error.message.hasPrefix("token expired"))
+            _ = try await alice.next(timeout: .seconds(5)) { if case .resumed = $0 { true } else { false } }
+            #expect(alice.client.sessionId == sessionId)
+            try await bob.client.signal(to: "alice", data: RawJSON(validating: "1"))
+            #expect(try await alice.nextMessage().seq == 1)
+            #expect(!bob.events.contains { if case .peerLeft = $0 { true } else { false } })
+
+            // Without a way to get a new token the client stops at the 1008.
+            let carol = TestPeer(client: SignalingClient(url: node.signalURL(try await node.token(tenant, peer: "carol", ttl: -29))))
+            try await carol.start()
+            #expect(try await carol.nextClosed(timeout: .seconds(5)).code == 1008)
+            await alice.stop()
+            await bob.stop()
+        }
+    }
+
     @Test func deadSocketsAreDetectedByHeartbeat() async throws {
         try await TestNode.with({ $0.heartbeatSeconds = 1; $0.resumeWindow = 0.5 }) { node in
             let tenant = try await node.createTenant()

@@ -18,4 +18,6 @@ public struct ConnectContext: Sendable {
     public var iceServers: RawJSON
     /// When the TURN credentials in ``iceServers`` expire (nil: none were issued).
     public var iceServersExpire: Date?
+    /// When the access token this connection was opened with expires.
+    public var tokenExpires: Date
 }

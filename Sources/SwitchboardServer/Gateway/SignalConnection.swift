@@ -379,9 +379,21 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
             context.close(promise: nil)
             return
         }
+        if connect.tokenExpires.addingTimeInterval(AccessClaims.leeway) < Date() {
+            return expireToken()
+        }
         let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
         context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
         refreshICEServersIfDue()
+    }
+
+    /// The access token ran out (SPEC §3: 1008, token expired). The session is only
+    /// detached: the client can resume it within the window with a fresh token.
+    private func expireToken() {
+        let error = ProtocolError(.forbidden, "token expired; resume with a fresh token")
+        metrics.error(error.code)
+        send(ServerMessage.error(error).encoded(), type: .error)
+        closeSocket(.policyViolation)
     }
 
     /// Sends `ice-servers` before the TURN credentials handed out earlier expire; checked on

@@ -92,6 +92,6 @@ struct UpgradeAuthorizer: Sendable {
         return ConnectContext(
             identity: identity, metadata: claims.metadata ?? .emptyObject, maxPeers: maxPeers, limits: tenant.limits,
             mode: resuming ? .awaitResume : .join, iceServers: (try? RawJSON(encoding: servers)) ?? RawJSON.emptyArray,
-            iceServersExpire: credentials?.expiresAt)
+            iceServersExpire: credentials?.expiresAt, tokenExpires: claims.expiresAt)
     }
 }
