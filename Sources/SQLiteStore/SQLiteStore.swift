@@ -148,6 +148,7 @@ public final class SQLiteStore: Store {
     }
 
     public func deleteTenant(_ id: String) async throws(StoreError) {
+        guard try await tenant(id) != nil else { throw StoreError(.notFound, "not found") }
         try await transaction([
             ("DELETE FROM audit_events WHERE tenant_id = ?", [.text(id)]),
             ("DELETE FROM tenants WHERE id = ?", [.text(id)]),

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import PostgresStore
 import Prometheus
 import SQLiteStore
 import ServiceLifecycle
@@ -32,20 +33,31 @@ public final class SwitchboardNode: Sendable {
         if configuration.redisURL != nil {
             throw ConfigurationError("SWITCHBOARD_REDIS_URL: cluster mode over Redis is not available in this build yet; unset it to run the embedded bus")
         }
-        if configuration.databaseURL != nil {
-            throw ConfigurationError("SWITCHBOARD_DATABASE_URL: the PostgreSQL store is not available in this build yet; unset it to use SQLite")
-        }
         let secrets = try SecretBox(base64: try MasterKey.resolve(configuration, logger: logger))
+        if let url = configuration.databaseURL {
+            let store: PostgresStore
+            do {
+                store = try PostgresStore(url: url, settings: configuration.postgres, logger: logger)
+            } catch let error as PostgresURL.Invalid {
+                throw ConfigurationError(error.description)
+            }
+            return try SwitchboardNode(
+                configuration: configuration, store: store, storeService: PostgresStoreService(store: store, configuration: configuration, secrets: secrets, logger: logger),
+                secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
+        }
         let existingDatabase = FileManager.default.fileExists(atPath: configuration.sqlitePath)
         let store = try await SQLiteStore.open(path: configuration.sqlitePath, logger: logger)
         if existingDatabase, try await !MasterKey.opens(store: store, secrets: secrets) {
             await store.close()
             throw ConfigurationError("the master key does not decrypt the API secrets in \(configuration.sqlitePath): restore the key file \(configuration.masterKeyFile) (or SWITCHBOARD_MASTER_KEY) that was used with it")
         }
-        return try SwitchboardNode(configuration: configuration, store: store, secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
+        return try SwitchboardNode(configuration: configuration, store: store, storeService: nil, secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
     }
 
-    init(configuration: ServerConfiguration, store: any Store, secrets: SecretBox, registry: PrometheusCollectorRegistry, logger: Logger, handleSignals: Bool) throws {
+    init(
+        configuration: ServerConfiguration, store: any Store, storeService: (any Service)?, secrets: SecretBox,
+        registry: PrometheusCollectorRegistry, logger: Logger, handleSignals: Bool
+    ) throws {
         self.configuration = configuration
         self.store = store
         let adminToken = configuration.adminToken ?? Base64URL.random(bytes: 24)
@@ -79,7 +91,10 @@ public final class SwitchboardNode: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.adminPort), serverName: "switchboard-admin"),
             onServerRunning: { portsContinuation.yield(("admin", $0.localAddress?.port ?? 0)) },
             logger: logger)
-        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // The store's own service (the PostgreSQL pool) starts first and stops last.
+        if let storeService { services.append(.init(service: storeService)) }
+        services += [
             .init(service: AuditWriter(buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger)),
             .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit)),
             .init(service: RetentionService(store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger)),

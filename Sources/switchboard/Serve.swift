@@ -29,6 +29,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace…critical (SWITCHBOARD_LOG_LEVEL, default info).") var logLevel: String?
     @Option(name: .customLong("log-format"), help: "json or text (SWITCHBOARD_LOG_FORMAT, default json).") var logFormat: String?
     @Flag(help: "Apply database migrations at start (PostgreSQL).") var migrate = false
+    @Option(name: .customLong("migrations-dir"), help: "Directory of the PostgreSQL migrations (SWITCHBOARD_MIGRATIONS_DIR, default ./migrations).") var migrationsDirectory: String?
+    @Option(name: .customLong("db-pool-size"), help: "Most PostgreSQL connections (SWITCHBOARD_DB_POOL_SIZE, default 20).") var poolSize: Int?
+    @Option(name: .customLong("db-statement-timeout"), help: "Seconds a PostgreSQL statement may run (SWITCHBOARD_DB_STATEMENT_TIMEOUT, default 10).") var statementTimeout: Double?
 
     func run() async throws {
         ResourceLimits.raiseOpenFiles()
@@ -72,6 +75,12 @@ struct Serve: AsyncParsableCommand {
         configuration.maxFrameBytes = try settings.int(maxFrameBytes, "SWITCHBOARD_MAX_FRAME_BYTES") ?? configuration.maxFrameBytes
         configuration.auditBufferCapacity = try settings.int(auditBuffer, "SWITCHBOARD_AUDIT_BUFFER") ?? configuration.auditBufferCapacity
         configuration.auditRetentionDays = try settings.int(auditRetentionDays, "SWITCHBOARD_AUDIT_RETENTION_DAYS") ?? configuration.auditRetentionDays
+        configuration.migrate = migrate
+        configuration.migrationsDirectory = settings.string(migrationsDirectory, "SWITCHBOARD_MIGRATIONS_DIR") ?? configuration.migrationsDirectory
+        configuration.postgres.poolSize = try settings.int(poolSize, "SWITCHBOARD_DB_POOL_SIZE") ?? configuration.postgres.poolSize
+        if let timeout = try settings.double(statementTimeout, "SWITCHBOARD_DB_STATEMENT_TIMEOUT") {
+            configuration.postgres.statementTimeout = .milliseconds(Int64(timeout * 1000))
+        }
         configuration.logLevel = try Logger.Level(setting: settings.string(logLevel, "SWITCHBOARD_LOG_LEVEL") ?? "info")
         guard (0...65535).contains(configuration.port), (0...65535).contains(configuration.adminPort) else {
             throw ValidationError("ports must be 0–65535")

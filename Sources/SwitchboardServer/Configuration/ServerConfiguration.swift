@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresStore
 import Signaling
 
 /// Everything `switchboard serve` is configured with (SPEC §1), built once from flags and
@@ -16,6 +17,12 @@ public struct ServerConfiguration: Sendable {
     /// `postgres://…`; nil runs the embedded SQLite store.
     public var databaseURL: String?
     public var sqlitePath = "./switchboard.sqlite"
+    /// Apply `migrations/*.sql` at start (PostgreSQL).
+    public var migrate = false
+    /// Where the PostgreSQL migration files are.
+    public var migrationsDirectory = "./migrations"
+    /// Pool size and timeouts of the PostgreSQL store.
+    public var postgres = PostgresSettings()
     /// Operator bearer token; generated at start when nil.
     public var adminToken: String?
     /// Base64 of 32 bytes; when nil, read from (or generated into) ``masterKeyFile``.

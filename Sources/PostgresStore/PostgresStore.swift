@@ -1,0 +1,310 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Signaling
+
+/// The production ``Store`` on PostgreSQL (SPEC §5), over postgres-nio's pooled, non-blocking
+/// client. The schema comes from `migrations/*.sql` (see ``Migrator``).
+///
+/// ``run()`` must be running (it drives the connection pool): the node runs it as a service.
+public final class PostgresStore: Store {
+    public let client: PostgresClient
+    private let logger: Logger
+
+    /// - Parameter url: `postgres://user:pass@host:port/db[?sslmode=disable|prefer|require|verify-full]`
+    public init(url: String, settings: PostgresSettings = PostgresSettings(), logger: Logger) throws {
+        let configuration = try PostgresURL.configuration(url, settings: settings)
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+    }
+
+    /// Drives the connection pool until cancelled.
+    public func run() async {
+        await client.run()
+    }
+
+    public func close() async {}
+
+    // MARK: Execution
+
+    private func rows(_ query: PostgresQuery) async throws(StoreError) -> [PostgresRandomAccessRow] {
+        do {
+            var collected: [PostgresRandomAccessRow] = []
+            for try await row in try await client.query(query, logger: logger) {
+                collected.append(PostgresRandomAccessRow(row))
+            }
+            return collected
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    private func execute(_ query: PostgresQuery) async throws(StoreError) -> Int {
+        do {
+            var count = 0
+            for try await _ in try await client.query(query, logger: logger) { count += 1 }
+            return count
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    static func map(_ error: any Error) -> StoreError {
+        if let error = error as? PSQLError {
+            switch error.serverInfo?[.sqlState] {
+            case "23505": return StoreError(.conflict, "already exists")
+            case "23503": return StoreError(.notFound, "parent row does not exist")
+            default: break
+            }
+            if error.code == .server {
+                return StoreError(.unavailable, "postgres: \(error.serverInfo?[.message] ?? "server error")")
+            }
+        }
+        return StoreError(.unavailable, "postgres unavailable")
+    }
+
+    // MARK: Tenants
+
+    public func createTenant(_ tenant: Tenant, key: StoredAPIKey) async throws(StoreError) {
+        let limits = Self.json(tenant.limits)
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query("""
+                    INSERT INTO tenants (id, name, status, limits, auto_create_rooms, created_at)
+                    VALUES (\(tenant.id), \(tenant.name), \(tenant.status.rawValue), \(limits)::jsonb, \(tenant.autoCreateRooms), \(Self.ms(tenant.createdAt)))
+                    """, logger: logger)
+                try await connection.query("""
+                    INSERT INTO api_keys (api_key, tenant_id, sealed_secret, created_at)
+                    VALUES (\(key.apiKey), \(key.tenantID), \(ByteBuffer(bytes: key.sealedSecret)), \(Self.ms(key.createdAt)))
+                    """, logger: logger)
+            }
+        } catch let error as PostgresTransactionError {
+            throw Self.map(error.closureError ?? error.beginError ?? error.commitError ?? error)
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    public func tenant(_ id: String) async throws(StoreError) -> Tenant? {
+        try await rows("SELECT id, name, status, limits::text, auto_create_rooms, created_at FROM tenants WHERE id = \(id)")
+            .first.flatMap(Self.tenant(from:))
+    }
+
+    public func tenants(after: String?, limit: Int) async throws(StoreError) -> Page<Tenant> {
+        let rows = try await rows("""
+            SELECT id, name, status, limits::text, auto_create_rooms, created_at FROM tenants
+            WHERE id > \(after ?? "") ORDER BY id LIMIT \(limit + 1)
+            """)
+        return Self.page(rows.compactMap(Self.tenant(from:)), limit: limit, key: \.id)
+    }
+
+    public func updateTenant(_ tenant: Tenant) async throws(StoreError) {
+        let changed = try await execute("""
+            UPDATE tenants SET name = \(tenant.name), status = \(tenant.status.rawValue), limits = \(Self.json(tenant.limits))::jsonb,
+            auto_create_rooms = \(tenant.autoCreateRooms) WHERE id = \(tenant.id) RETURNING 1
+            """)
+        guard changed > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
+    public func deleteTenant(_ id: String) async throws(StoreError) {
+        _ = try await execute("DELETE FROM audit_events WHERE tenant_id = \(id)")
+        let deleted = try await execute("DELETE FROM tenants WHERE id = \(id) RETURNING 1")
+        guard deleted > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
+    // MARK: Keys
+
+    public func createKey(_ key: StoredAPIKey) async throws(StoreError) {
+        _ = try await execute("""
+            INSERT INTO api_keys (api_key, tenant_id, sealed_secret, created_at)
+            VALUES (\(key.apiKey), \(key.tenantID), \(ByteBuffer(bytes: key.sealedSecret)), \(Self.ms(key.createdAt)))
+            """)
+    }
+
+    public func key(_ apiKey: String) async throws(StoreError) -> StoredAPIKey? {
+        try await rows("SELECT api_key, tenant_id, sealed_secret, created_at FROM api_keys WHERE api_key = \(apiKey)")
+            .first.flatMap(Self.key(from:))
+    }
+
+    public func keys(tenantID: String, after: String?, limit: Int) async throws(StoreError) -> Page<StoredAPIKey> {
+        let rows = try await rows("""
+            SELECT api_key, tenant_id, sealed_secret, created_at FROM api_keys
+            WHERE tenant_id = \(tenantID) AND api_key > \(after ?? "") ORDER BY api_key LIMIT \(limit + 1)
+            """)
+        return Self.page(rows.compactMap(Self.key(from:)), limit: limit, key: \.apiKey)
+    }
+
+    public func deleteKey(tenantID: String, apiKey: String) async throws(StoreError) {
+        let deleted = try await execute("DELETE FROM api_keys WHERE tenant_id = \(tenantID) AND api_key = \(apiKey) RETURNING 1")
+        guard deleted > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
+    // MARK: Rooms
+
+    public func createRoom(_ room: Room) async throws(StoreError) {
+        _ = try await execute("""
+            INSERT INTO rooms (tenant_id, name, max_peers, metadata, created_at)
+            VALUES (\(room.tenantID), \(room.name), \(room.maxPeers), \(room.metadata.description)::json, \(Self.ms(room.createdAt)))
+            """)
+    }
+
+    public func room(tenantID: String, name: String) async throws(StoreError) -> Room? {
+        try await rows("""
+            SELECT tenant_id, name, max_peers, metadata::text, created_at FROM rooms WHERE tenant_id = \(tenantID) AND name = \(name)
+            """).first.flatMap(Self.room(from:))
+    }
+
+    public func rooms(tenantID: String, after: String?, limit: Int) async throws(StoreError) -> Page<Room> {
+        let rows = try await rows("""
+            SELECT tenant_id, name, max_peers, metadata::text, created_at FROM rooms
+            WHERE tenant_id = \(tenantID) AND name > \(after ?? "") ORDER BY name COLLATE "C" LIMIT \(limit + 1)
+            """)
+        return Self.page(rows.compactMap(Self.room(from:)), limit: limit, key: \.name)
+    }
+
+    public func updateRoom(_ room: Room) async throws(StoreError) {
+        let changed = try await execute("""
+            UPDATE rooms SET max_peers = \(room.maxPeers), metadata = \(room.metadata.description)::json
+            WHERE tenant_id = \(room.tenantID) AND name = \(room.name) RETURNING 1
+            """)
+        guard changed > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
+    public func deleteRoom(tenantID: String, name: String) async throws(StoreError) {
+        let deleted = try await execute("DELETE FROM rooms WHERE tenant_id = \(tenantID) AND name = \(name) RETURNING 1")
+        guard deleted > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
+    // MARK: Audit
+
+    /// Rows per INSERT statement: PostgreSQL allows 65535 bind parameters; 9 a row.
+    static let insertChunk = 2000
+
+    /// Multi-row INSERTs, one statement per chunk; `ON CONFLICT DO NOTHING` makes a batch that
+    /// is retried after a lost answer harmless.
+    public func appendEvents(_ events: [AuditEvent]) async throws(StoreError) {
+        var start = 0
+        while start < events.count {
+            let chunk = events[start..<min(events.count, start + Self.insertChunk)]
+            var bindings = PostgresBindings(capacity: chunk.count * 9)
+            var values: [String] = []
+            values.reserveCapacity(chunk.count)
+            for (row, event) in chunk.enumerated() {
+                let base = row * 9
+                values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6), $\(base + 7), $\(base + 8), $\(base + 9)::json)")
+                bindings.append(event.id)
+                bindings.append(event.tenantID)
+                bindings.append(event.type.rawValue)
+                bindings.append(Self.ms(event.time))
+                bindings.append(event.node)
+                bindings.append(event.room)
+                bindings.append(event.peer)
+                bindings.append(event.session)
+                bindings.append(event.data.description)
+            }
+            let sql = "INSERT INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data) VALUES "
+                + values.joined(separator: ", ") + " ON CONFLICT DO NOTHING"
+            _ = try await execute(PostgresQuery(unsafeSQL: sql, binds: bindings))
+            start += Self.insertChunk
+        }
+    }
+
+    public func events(_ query: AuditQuery) async throws(StoreError) -> Page<AuditEvent> {
+        var conditions = ["tenant_id = $1"]
+        var bindings = PostgresBindings()
+        bindings.append(query.tenantID)
+        func add(_ condition: String, _ value: some PostgresNonThrowingEncodable & Sendable) {
+            bindings.append(value)
+            conditions.append(condition.replacingOccurrences(of: "?", with: "$\(bindings.count)"))
+        }
+        if let room = query.room { add("room = ?", room) }
+        if let peer = query.peer { add("peer = ?", peer) }
+        if let type = query.type { add("type = ?", type.rawValue) }
+        if let since = query.since { add("time >= ?", Self.ms(since)) }
+        if let until = query.until { add("time < ?", Self.ms(until)) }
+        if let before = query.before { add("id < ?", before) }
+        bindings.append(query.limit + 1)
+        let sql = """
+            SELECT id, tenant_id, type, time, node, room, peer, session, data::text FROM audit_events
+            WHERE \(conditions.joined(separator: " AND ")) ORDER BY id DESC LIMIT $\(bindings.count)
+            """
+        let rows = try await rows(PostgresQuery(unsafeSQL: sql, binds: bindings))
+        return Self.page(rows.compactMap(Self.event(from:)), limit: query.limit, key: \.id)
+    }
+
+    /// Retention: drops whole daily partitions before the cutoff and deletes the rest row by
+    /// row (`switchboard_delete_audit_events_before`, one node at a time).
+    @discardableResult
+    public func deleteEvents(before cutoff: Date) async throws(StoreError) -> Int {
+        let rows = try await rows("SELECT switchboard_delete_audit_events_before(\(Self.ms(cutoff))) AS removed")
+        return (try? rows.first?["removed"].decode(Int.self)) ?? 0
+    }
+
+    /// Creates the audit log's daily partitions for today and the next `daysAhead` days.
+    @discardableResult
+    public func ensureAuditPartitions(daysAhead: Int = 2) async throws(StoreError) -> Int {
+        let rows = try await rows("SELECT switchboard_ensure_audit_partitions(\(Int32(daysAhead))::integer) AS created")
+        return (try? rows.first?["created"].decode(Int.self)) ?? 0
+    }
+
+    public func ping() async throws(StoreError) {
+        _ = try await execute("SELECT 1")
+    }
+
+    // MARK: Rows
+
+    private static func page<T>(_ items: [T], limit: Int, key: KeyPath<T, String>) -> Page<T> {
+        guard items.count > limit else { return Page(items: items, next: nil) }
+        let page = Array(items.prefix(limit))
+        return Page(items: page, next: page.last?[keyPath: key])
+    }
+
+    /// Times are kept to the millisecond, as the SQLite store and the API show them.
+    static func ms(_ date: Date) -> Date {
+        Timestamp.date(milliseconds: Timestamp.milliseconds(date))
+    }
+
+    private static func json(_ limits: TenantLimits) -> String {
+        (try? JSONEncoder().encode(limits)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    private static func tenant(from row: PostgresRandomAccessRow) -> Tenant? {
+        guard let id = try? row["id"].decode(String.self), let name = try? row["name"].decode(String.self),
+            let status = (try? row["status"].decode(String.self)).flatMap(TenantStatus.init(rawValue:)),
+            let limitsText = try? row["limits"].decode(String.self),
+            let limits = try? JSONDecoder().decode(TenantLimits.self, from: Data(limitsText.utf8)),
+            let auto = try? row["auto_create_rooms"].decode(Bool.self), let created = try? row["created_at"].decode(Date.self)
+        else { return nil }
+        return Tenant(id: id, name: name, status: status, limits: limits, autoCreateRooms: auto, createdAt: ms(created))
+    }
+
+    private static func key(from row: PostgresRandomAccessRow) -> StoredAPIKey? {
+        guard let apiKey = try? row["api_key"].decode(String.self), let tenantID = try? row["tenant_id"].decode(String.self),
+            let sealed = try? row["sealed_secret"].decode(ByteBuffer.self), let created = try? row["created_at"].decode(Date.self)
+        else { return nil }
+        return StoredAPIKey(apiKey: apiKey, tenantID: tenantID, sealedSecret: Array(buffer: sealed), createdAt: ms(created))
+    }
+
+    private static func room(from row: PostgresRandomAccessRow) -> Room? {
+        guard let tenantID = try? row["tenant_id"].decode(String.self), let name = try? row["name"].decode(String.self),
+            let maxPeers = try? row["max_peers"].decode(Int.self), let metadata = try? row["metadata"].decode(String.self),
+            let created = try? row["created_at"].decode(Date.self)
+        else { return nil }
+        return Room(
+            tenantID: tenantID, name: name, maxPeers: maxPeers, metadata: (try? RawJSON(validating: metadata)) ?? .emptyObject,
+            createdAt: ms(created))
+    }
+
+    private static func event(from row: PostgresRandomAccessRow) -> AuditEvent? {
+        guard let id = try? row["id"].decode(String.self), let tenantID = try? row["tenant_id"].decode(String.self),
+            let type = (try? row["type"].decode(String.self)).flatMap(AuditEventType.init(rawValue:)),
+            let time = try? row["time"].decode(Date.self), let node = try? row["node"].decode(String.self),
+            let data = try? row["data"].decode(String.self)
+        else { return nil }
+        return AuditEvent(
+            id: id, type: type, tenantID: tenantID, time: ms(time), node: node, room: try? row["room"].decode(String?.self),
+            peer: try? row["peer"].decode(String?.self), session: try? row["session"].decode(String?.self),
+            data: (try? RawJSON(validating: data)) ?? .emptyObject)
+    }
+}
