@@ -11,12 +11,14 @@ import Signaling
 public final class PostgresStore: Store {
     public let client: PostgresClient
     private let logger: Logger
+    private let requestTimeout: Duration
 
     /// - Parameter url: `postgres://user:pass@host:port/db[?sslmode=disable|prefer|require|verify-full]`
     public init(url: String, settings: PostgresSettings = PostgresSettings(), logger: Logger) throws {
         let configuration = try PostgresURL.configuration(url, settings: settings)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
+        self.requestTimeout = settings.requestTimeout
     }
 
     /// Drives the connection pool until cancelled.
@@ -29,22 +31,42 @@ public final class PostgresStore: Store {
     // MARK: Execution
 
     private func rows(_ query: PostgresQuery) async throws(StoreError) -> [PostgresRandomAccessRow] {
-        do {
+        try await withDeadline { [client, logger] in
             var collected: [PostgresRandomAccessRow] = []
             for try await row in try await client.query(query, logger: logger) {
                 collected.append(PostgresRandomAccessRow(row))
             }
             return collected
-        } catch {
-            throw Self.map(error)
         }
     }
 
     private func execute(_ query: PostgresQuery) async throws(StoreError) -> Int {
-        do {
+        try await withDeadline { [client, logger] in
             var count = 0
             for try await _ in try await client.query(query, logger: logger) { count += 1 }
             return count
+        }
+    }
+
+    private struct DeadlineExceeded: Error {}
+
+    /// Runs `operation`, giving up with `unavailable` after ``PostgresSettings/requestTimeout``
+    /// (the operation is cancelled, which also withdraws a pending connection request).
+    private func withDeadline<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws(StoreError) -> T {
+        let timeout = requestTimeout
+        do {
+            return try await withThrowingTaskGroup(of: T.self) { group in
+                group.addTask { try await operation() }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw DeadlineExceeded()
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next() else { throw DeadlineExceeded() }
+                return first
+            }
+        } catch is DeadlineExceeded {
+            throw StoreError(.unavailable, "postgres did not answer within \(timeout)")
         } catch {
             throw Self.map(error)
         }
@@ -68,6 +90,13 @@ public final class PostgresStore: Store {
 
     public func createTenant(_ tenant: Tenant, key: StoredAPIKey) async throws(StoreError) {
         let limits = Self.json(tenant.limits)
+        let (client, logger) = (self.client, self.logger)
+        _ = try await withDeadline {
+            try await Self.insertTenant(tenant, key: key, limits: limits, client: client, logger: logger)
+        }
+    }
+
+    private static func insertTenant(_ tenant: Tenant, key: StoredAPIKey, limits: String, client: PostgresClient, logger: Logger) async throws {
         do {
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("""
@@ -80,9 +109,7 @@ public final class PostgresStore: Store {
                     """, logger: logger)
             }
         } catch let error as PostgresTransactionError {
-            throw Self.map(error.closureError ?? error.beginError ?? error.commitError ?? error)
-        } catch {
-            throw Self.map(error)
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
         }
     }
 

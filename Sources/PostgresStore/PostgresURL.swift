@@ -9,6 +9,10 @@ public struct PostgresSettings: Sendable {
     /// Server-side limit on every statement (`statement_timeout`); nil leaves the server's.
     public var statementTimeout: Duration? = .seconds(10)
     public var connectTimeout: Duration = .seconds(5)
+    /// Longest any store call may take, waiting for a connection included: while the
+    /// server is unreachable the pool keeps retrying, and callers get `unavailable` after
+    /// this instead of waiting for it.
+    public var requestTimeout: Duration = .seconds(5)
 
     public init() {}
 }

@@ -96,7 +96,8 @@ struct Serve: AsyncParsableCommand {
     private func printBanner(configuration: ServerConfiguration, node: SwitchboardNode, ports: (public: Int, admin: Int)) {
         let shown = configuration.host == "0.0.0.0" ? "localhost" : configuration.host
         var lines = [
-            "Switchboard node \(configuration.nodeID) — embedded mode (in-process bus, SQLite \(configuration.sqlitePath))",
+            "Switchboard node \(configuration.nodeID) — in-process bus, "
+                + (configuration.databaseURL == nil ? "SQLite \(configuration.sqlitePath)" : "PostgreSQL"),
             "  REST API:   http://\(shown):\(ports.public)/v1   (OpenAPI: /v1/openapi.yaml)",
             "  WebSocket:  ws://\(shown):\(ports.public)/v1/signal?access_token=…",
             "  Admin:      http://\(shown):\(ports.admin)/metrics  /healthz  /readyz",

@@ -290,3 +290,55 @@ struct PostgresPartitionTests {
         }
     }
 }
+
+@Suite("PostgreSQL outage", .serialized, .timeLimit(.minutes(1)), .enabled(if: PostgresTestDatabase.isConfigured))
+struct PostgresOutageTests {
+    /// The database refuses connections mid-run (a real outage as the node sees it): joins
+    /// of a known tenant go on, readiness says so, audit events wait and are written after.
+    @Test func signalingSurvivesADatabaseOutage() async throws {
+        try await PostgresTestDatabase.with { _, url in
+            let database = try #require(URLComponents(string: url)?.path.dropFirst()).description
+            let logger = Logger(label: "test.outage")
+            let admin = try PostgresStore(url: try #require(PostgresTestDatabase.url), logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await admin.run() }
+                defer { group.cancelAll() }
+                try await TestNode.with({
+                    $0.databaseURL = url
+                    $0.migrate = true
+                    $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                }) { node in
+                    let tenant = try await node.createTenant()
+                    let alice = try await node.join(tenant, peer: "alice")
+
+                    try await admin.client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(database) ALLOW_CONNECTIONS false"), logger: logger)
+                    try await admin.client.query(PostgresQuery(unsafeSQL: "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)'"), logger: logger)
+                    var ready = try await node.request(.get, "/readyz", admin: true)
+                    for _ in 0..<50 where ready.status == 200 {
+                        try await Task.sleep(for: .milliseconds(100))
+                        ready = try await node.request(.get, "/readyz", admin: true)
+                    }
+                    #expect(ready.status == 503 && ready.text.contains(#""database":"unavailable""#))
+
+                    // A known tenant's peers still join and signal.
+                    let bob = try await node.join(tenant, peer: "bob")
+                    try await alice.client.signal(to: "bob", data: RawJSON(validating: "1"))
+                    #expect(try await bob.nextMessage().seq == 1)
+                    #expect(node.node.audit.count > 0)
+
+                    try await admin.client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(database) ALLOW_CONNECTIONS true"), logger: logger)
+                    var written = false
+                    for _ in 0..<100 where !written {
+                        let events = try await node.request(.get, "/v1/events?type=session.started", auth: .tenant(tenant))
+                        written = events.status == 200 && events.text.contains("\"peer\":\"bob\"")
+                        if !written { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    #expect(written, "bob's session.started was not written after the database came back")
+                    #expect(try await node.request(.get, "/readyz", admin: true).status == 200)
+                    await alice.stop()
+                    await bob.stop()
+                }
+            }
+        }
+    }
+}

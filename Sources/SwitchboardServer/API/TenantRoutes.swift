@@ -120,6 +120,7 @@ struct TenantRoutes {
             } catch {
                 throw APIError(error, what: "room")
             }
+            node.directory.forgetRoom(tenantID: room.tenantID, name: room.name)
         }
         return await view(room)
     }

@@ -25,6 +25,7 @@ public final class Directory: Sendable {
     private let freshFor: Duration
     private let tenants = Mutex<[String: Cached<Tenant>]>([:])
     private let keys = Mutex<[String: Cached<ResolvedKey>]>([:])
+    private let rooms = Mutex<[String: Cached<Room>]>([:])
 
     public init(store: any Store, secrets: SecretBox, freshFor: Duration = .seconds(30)) {
         self.store = store
@@ -74,10 +75,39 @@ public final class Directory: Sendable {
         }
     }
 
+    /// A room for a join: from cache while fresh; a stale copy when the store is down.
+    public func room(tenantID: String, name: String) async throws(StoreError) -> Room? {
+        let key = tenantID + "\u{0}" + name
+        let now = ContinuousClock.now
+        let cached = rooms.withLock { $0[key] }
+        if let cached, cached.fetched.duration(to: now) < freshFor { return cached.value }
+        do {
+            guard let room = try await store.room(tenantID: tenantID, name: name) else {
+                rooms.withLock { $0[key] = nil }
+                return nil
+            }
+            rooms.withLock { $0[key] = Cached(value: room, fetched: now) }
+            return room
+        } catch {
+            if error.code == .unavailable, let cached { return cached.value }
+            throw error
+        }
+    }
+
+    /// Remembers a room this node just created.
+    public func remember(_ room: Room) {
+        rooms.withLock { $0[room.tenantID + "\u{0}" + room.name] = Cached(value: room, fetched: ContinuousClock.now) }
+    }
+
+    public func forgetRoom(tenantID: String, name: String) {
+        rooms.withLock { $0[tenantID + "\u{0}" + name] = nil }
+    }
+
     /// Drops cached copies after a change (locally, or announced over the bus).
     public func forgetTenant(_ id: String) {
         tenants.withLock { $0[id] = nil }
         keys.withLock { $0 = $0.filter { $0.value.value.tenantID != id } }
+        rooms.withLock { $0 = $0.filter { $0.value.value.tenantID != id } }
     }
 
     public func forgetKey(_ apiKey: String) {

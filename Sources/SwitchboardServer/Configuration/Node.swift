@@ -42,11 +42,12 @@ struct Node: Sendable {
     /// The room, created on first use when the tenant allows it. Nil when it does not exist
     /// and may not be created.
     func roomForJoin(tenant: Tenant, name: String) async throws(StoreError) -> Room? {
-        if let room = try await store.room(tenantID: tenant.id, name: name) { return room }
+        if let room = try await directory.room(tenantID: tenant.id, name: name) { return room }
         guard tenant.autoCreateRooms else { return nil }
         let room = Room(tenantID: tenant.id, name: name, maxPeers: tenant.limits.maxPeersPerRoom, createdAt: clock.now())
         do {
             try await store.createRoom(room)
+            directory.remember(room)
             record(.roomCreated, tenantID: tenant.id, room: name, data: ["autoCreated": .bool(true)])
             return room
         } catch where error.code == .conflict {

@@ -45,6 +45,8 @@ struct HubService: Service {
                 directory.forgetTenant(tenantID)
             case .keyRevoked(_, let apiKey):
                 directory.forgetKey(apiKey)
+            case .roomClosed(let tenantID, let room):
+                directory.forgetRoom(tenantID: tenantID, name: room)
             default:
                 break
             }
