@@ -104,6 +104,8 @@ let package = Package(
                 "Signaling",
                 "SwitchboardServer",
                 "SwitchboardClient",
+                "PostgresStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
