@@ -74,7 +74,7 @@ public final class SwitchboardNode: Sendable {
         let presence = InMemoryPresence()
         let clock = SystemWallClock()
         let hub = Hub(
-            configuration: .init(nodeID: configuration.nodeID, replayLimits: configuration.replayLimits, heartbeatSeconds: configuration.heartbeatSeconds),
+            configuration: .init(nodeID: configuration.nodeID, replayLimits: configuration.replayLimits),
             bus: bus, presence: presence, audit: audit, clock: clock, logger: logger)
         self.hub = hub
         let directory = Directory(store: store, secrets: secrets)

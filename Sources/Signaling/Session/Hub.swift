@@ -50,12 +50,10 @@ public final class Hub: Sendable {
     public struct Configuration: Sendable {
         public var nodeID: String
         public var replayLimits: ReplayBuffer.Limits
-        public var heartbeatSeconds: Int
 
-        public init(nodeID: String, replayLimits: ReplayBuffer.Limits = .init(), heartbeatSeconds: Int = 20) {
+        public init(nodeID: String, replayLimits: ReplayBuffer.Limits = .init()) {
             self.nodeID = nodeID
             self.replayLimits = replayLimits
-            self.heartbeatSeconds = heartbeatSeconds
         }
     }
 
