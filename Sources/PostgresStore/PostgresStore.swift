@@ -205,7 +205,7 @@ public final class PostgresStore: Store {
 
     // MARK: Audit
 
-    /// Rows per INSERT statement: PostgreSQL allows 65535 bind parameters; 9 a row.
+    /// Rows per INSERT statement: PostgreSQL allows 65535 bind parameters; 9 a row (+ 1).
     static let insertChunk = 2000
 
     /// Multi-row INSERTs, one statement per chunk; `ON CONFLICT DO NOTHING` makes a batch that
@@ -230,8 +230,17 @@ public final class PostgresStore: Store {
                 bindings.append(event.session)
                 bindings.append(event.data.description)
             }
-            let sql = "INSERT INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data) VALUES "
-                + values.joined(separator: ", ") + " ON CONFLICT DO NOTHING"
+            // One statement: the events, and the webhook outbox rows for those of them that
+            // were new and that their tenant's webhook takes (atomic without a transaction).
+            bindings.append(Date())
+            let now = "$\(bindings.count)"
+            let sql = "WITH inserted AS (INSERT INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data) VALUES "
+                + values.joined(separator: ", ") + " ON CONFLICT DO NOTHING RETURNING id, tenant_id, type, time) "
+                + """
+                INSERT INTO webhook_deliveries (tenant_id, event_id, event_time, next_attempt_at, created_at)
+                SELECT i.tenant_id, i.id, i.time, \(now), \(now) FROM inserted i JOIN webhooks w ON w.tenant_id = i.tenant_id
+                WHERE w.events IS NULL OR i.type = ANY (w.events) ON CONFLICT DO NOTHING
+                """
             _ = try await execute(PostgresQuery(unsafeSQL: sql, binds: bindings))
             start += Self.insertChunk
         }
@@ -279,6 +288,67 @@ public final class PostgresStore: Store {
         _ = try await execute("SELECT 1")
     }
 
+    // MARK: Webhooks
+
+    public func putWebhook(_ webhook: Webhook) async throws(StoreError) {
+        _ = try await execute("""
+            INSERT INTO webhooks (tenant_id, url, events, sealed_secret, created_at, updated_at)
+            VALUES (\(webhook.tenantID), \(webhook.url), \(webhook.events?.map(\.rawValue)), \(ByteBuffer(bytes: webhook.sealedSecret)),
+            \(Self.ms(webhook.createdAt)), \(Self.ms(webhook.updatedAt)))
+            ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, events = excluded.events,
+            sealed_secret = excluded.sealed_secret, updated_at = excluded.updated_at
+            """)
+    }
+
+    public func webhook(tenantID: String) async throws(StoreError) -> Webhook? {
+        try await rows("""
+            SELECT tenant_id, url, events, sealed_secret, created_at, updated_at FROM webhooks WHERE tenant_id = \(tenantID)
+            """).first.flatMap(Self.webhook(from:))
+    }
+
+    public func deleteWebhook(tenantID: String) async throws(StoreError) {
+        let deleted = try await execute("DELETE FROM webhooks WHERE tenant_id = \(tenantID) RETURNING 1")
+        guard deleted > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
+    /// Claims with `FOR UPDATE SKIP LOCKED`, so nodes claiming at once get different rows, and
+    /// leases by moving `next_attempt_at` to `leaseUntil`; the event comes from the log by
+    /// its primary key (one partition).
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery] {
+        let rows = try await rows("""
+            WITH due AS (
+                SELECT tenant_id, event_id FROM webhook_deliveries WHERE next_attempt_at <= \(Self.ms(now))
+                ORDER BY next_attempt_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE webhook_deliveries d SET next_attempt_at = \(Self.ms(leaseUntil)) FROM due
+                WHERE d.tenant_id = due.tenant_id AND d.event_id = due.event_id
+                RETURNING d.tenant_id, d.event_id, d.event_time, d.attempts, d.created_at
+            )
+            SELECT c.tenant_id, c.event_id, c.attempts, c.created_at AS queued_at, w.url, w.sealed_secret,
+            e.id, e.type, e.time, e.node, e.room, e.peer, e.session, e.data::text AS data
+            FROM claimed c JOIN webhooks w ON w.tenant_id = c.tenant_id
+            LEFT JOIN audit_events e ON e.time = c.event_time AND e.id = c.event_id
+            ORDER BY c.created_at
+            """)
+        return rows.compactMap(Self.delivery(from:))
+    }
+
+    public func finishDelivery(tenantID: String, eventID: String) async throws(StoreError) {
+        _ = try await execute("DELETE FROM webhook_deliveries WHERE tenant_id = \(tenantID) AND event_id = \(eventID)")
+    }
+
+    public func rescheduleDelivery(tenantID: String, eventID: String, attempts: Int, next: Date, error: String) async throws(StoreError) {
+        _ = try await execute("""
+            UPDATE webhook_deliveries SET attempts = \(attempts), next_attempt_at = \(Self.ms(next)), last_error = \(error)
+            WHERE tenant_id = \(tenantID) AND event_id = \(eventID)
+            """)
+    }
+
+    public func pendingDeliveryCount() async throws(StoreError) -> Int {
+        let rows = try await rows("SELECT count(*) AS pending FROM webhook_deliveries")
+        return (try? rows.first?["pending"].decode(Int.self)) ?? 0
+    }
+
     // MARK: Rows
 
     private static func page<T>(_ items: [T], limit: Int, key: KeyPath<T, String>) -> Page<T> {
@@ -321,6 +391,27 @@ public final class PostgresStore: Store {
         return Room(
             tenantID: tenantID, name: name, maxPeers: maxPeers, metadata: (try? RawJSON(validating: metadata)) ?? .emptyObject,
             createdAt: ms(created))
+    }
+
+    private static func webhook(from row: PostgresRandomAccessRow) -> Webhook? {
+        guard let tenantID = try? row["tenant_id"].decode(String.self), let url = try? row["url"].decode(String.self),
+            let sealed = try? row["sealed_secret"].decode(ByteBuffer.self), let created = try? row["created_at"].decode(Date.self),
+            let updated = try? row["updated_at"].decode(Date.self)
+        else { return nil }
+        let events = (try? row["events"].decode([String]?.self))?.map { $0.compactMap(AuditEventType.init(rawValue:)) }
+        return Webhook(
+            tenantID: tenantID, url: url, events: events, sealedSecret: Array(buffer: sealed), createdAt: ms(created),
+            updatedAt: ms(updated))
+    }
+
+    private static func delivery(from row: PostgresRandomAccessRow) -> WebhookDelivery? {
+        guard let tenantID = try? row["tenant_id"].decode(String.self), let eventID = try? row["event_id"].decode(String.self),
+            let attempts = try? row["attempts"].decode(Int.self), let queued = try? row["queued_at"].decode(Date.self),
+            let url = try? row["url"].decode(String.self), let sealed = try? row["sealed_secret"].decode(ByteBuffer.self)
+        else { return nil }
+        return WebhookDelivery(
+            tenantID: tenantID, eventID: eventID, attempts: attempts, createdAt: ms(queued), url: url,
+            sealedSecret: Array(buffer: sealed), event: event(from: row))
     }
 
     private static func event(from row: PostgresRandomAccessRow) -> AuditEvent? {

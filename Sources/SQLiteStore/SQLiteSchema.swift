@@ -50,6 +50,32 @@ enum SQLiteSchema {
             "CREATE INDEX audit_by_room ON audit_events (tenant_id, room, id)",
             "CREATE INDEX audit_by_peer ON audit_events (tenant_id, peer, id)",
             "CREATE INDEX audit_by_time ON audit_events (time)",
-        ]
+        ],
+        // 2: webhooks and their delivery outbox (PostgreSQL: migrations/0002_webhooks.sql).
+        // `events` is a JSON array of type names, NULL for every type.
+        [
+            """
+            CREATE TABLE webhooks (
+                tenant_id TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+                url TEXT NOT NULL,
+                events TEXT,
+                sealed_secret BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE webhook_deliveries (
+                tenant_id TEXT NOT NULL REFERENCES webhooks(tenant_id) ON DELETE CASCADE,
+                event_id TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                last_error TEXT,
+                PRIMARY KEY (tenant_id, event_id)
+            )
+            """,
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)",
+        ],
     ]
 }

@@ -233,6 +233,18 @@ public final class SQLiteStore: Store {
                 "INSERT OR IGNORE INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data) VALUES \(placeholders)",
                 binds
             ))
+            // The webhook outbox, in the same transaction: a delivery for each of these
+            // events that its tenant's webhook takes.
+            let now = SQLiteData.integer(Int(Timestamp.milliseconds(Date())))
+            let ids = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            statements.append((
+                """
+                INSERT OR IGNORE INTO webhook_deliveries (tenant_id, event_id, attempts, next_attempt_at, created_at)
+                SELECT e.tenant_id, e.id, 0, ?, ? FROM audit_events e JOIN webhooks w ON w.tenant_id = e.tenant_id
+                WHERE e.id IN (\(ids)) AND (w.events IS NULL OR instr(w.events, '"' || e.type || '"') > 0)
+                """,
+                [now, now] + chunk.map { .text($0.id) }
+            ))
             start += Self.insertChunk
         }
         try await transaction(statements)
@@ -280,6 +292,93 @@ public final class SQLiteStore: Store {
 
     public func ping() async throws(StoreError) {
         _ = try await run("SELECT 1")
+    }
+
+    // MARK: Webhooks
+
+    public func putWebhook(_ webhook: Webhook) async throws(StoreError) {
+        let events: SQLiteData = webhook.events.map { .text(Self.eventsJSON($0)) } ?? .null
+        _ = try await run("""
+            INSERT INTO webhooks (tenant_id, url, events, sealed_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, events = excluded.events,
+            sealed_secret = excluded.sealed_secret, updated_at = excluded.updated_at
+            """, [
+                .text(webhook.tenantID), .text(webhook.url), events, .blob(ByteBuffer(bytes: webhook.sealedSecret)),
+                .integer(Int(Timestamp.milliseconds(webhook.createdAt))), .integer(Int(Timestamp.milliseconds(webhook.updatedAt))),
+            ])
+    }
+
+    public func webhook(tenantID: String) async throws(StoreError) -> Webhook? {
+        try await run("SELECT * FROM webhooks WHERE tenant_id = ?", [.text(tenantID)]).first.flatMap(Self.webhook(from:))
+    }
+
+    public func deleteWebhook(tenantID: String) async throws(StoreError) {
+        try await expectChange("DELETE FROM webhooks WHERE tenant_id = ?", [.text(tenantID)])
+    }
+
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery] {
+        try await exclusively { () async throws(StoreError) in
+            let rows = try await execute("""
+                SELECT d.tenant_id, d.event_id, d.attempts, d.created_at AS queued_at, w.url, w.sealed_secret,
+                e.id, e.type, e.time, e.node, e.room, e.peer, e.session, e.data
+                FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id
+                LEFT JOIN audit_events e ON e.id = d.event_id AND e.tenant_id = d.tenant_id
+                WHERE d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?
+                """, [.integer(Int(Timestamp.milliseconds(now))), .integer(limit)])
+            let deliveries = rows.compactMap(Self.delivery(from:))
+            guard !deliveries.isEmpty else { return [] }
+            let pairs = Array(repeating: "(?, ?)", count: deliveries.count).joined(separator: ", ")
+            var binds: [SQLiteData] = [.integer(Int(Timestamp.milliseconds(leaseUntil)))]
+            for delivery in deliveries { binds += [.text(delivery.tenantID), .text(delivery.eventID)] }
+            _ = try await execute(
+                "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE (tenant_id, event_id) IN (VALUES \(pairs))", binds)
+            return deliveries
+        }
+    }
+
+    public func finishDelivery(tenantID: String, eventID: String) async throws(StoreError) {
+        _ = try await run("DELETE FROM webhook_deliveries WHERE tenant_id = ? AND event_id = ?", [.text(tenantID), .text(eventID)])
+    }
+
+    public func rescheduleDelivery(tenantID: String, eventID: String, attempts: Int, next: Date, error: String) async throws(StoreError) {
+        _ = try await run("""
+            UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE tenant_id = ? AND event_id = ?
+            """, [.integer(attempts), .integer(Int(Timestamp.milliseconds(next))), .text(error), .text(tenantID), .text(eventID)])
+    }
+
+    public func pendingDeliveryCount() async throws(StoreError) -> Int {
+        try await run("SELECT count(*) AS pending FROM webhook_deliveries").first?.column("pending")?.integer ?? 0
+    }
+
+    /// `["session.started","room.created"]`: the types, quoted, so that `instr` finds `"type"`.
+    private static func eventsJSON(_ events: [AuditEventType]) -> String {
+        "[" + events.map { "\"\($0.rawValue)\"" }.joined(separator: ",") + "]"
+    }
+
+    private static func events(fromJSON text: String) -> [AuditEventType]? {
+        guard let names = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else { return nil }
+        return names.compactMap(AuditEventType.init(rawValue:))
+    }
+
+    private static func webhook(from row: SQLiteRow) -> Webhook? {
+        guard let tenantID = row.column("tenant_id")?.string, let url = row.column("url")?.string,
+            let sealed = row.column("sealed_secret")?.blob, let created = row.column("created_at")?.integer,
+            let updated = row.column("updated_at")?.integer
+        else { return nil }
+        return Webhook(
+            tenantID: tenantID, url: url, events: row.column("events")?.string.flatMap(Self.events(fromJSON:)),
+            sealedSecret: Array(buffer: sealed), createdAt: Timestamp.date(milliseconds: Int64(created)),
+            updatedAt: Timestamp.date(milliseconds: Int64(updated)))
+    }
+
+    private static func delivery(from row: SQLiteRow) -> WebhookDelivery? {
+        guard let tenantID = row.column("tenant_id")?.string, let eventID = row.column("event_id")?.string,
+            let attempts = row.column("attempts")?.integer, let queued = row.column("queued_at")?.integer,
+            let url = row.column("url")?.string, let sealed = row.column("sealed_secret")?.blob
+        else { return nil }
+        return WebhookDelivery(
+            tenantID: tenantID, eventID: eventID, attempts: attempts, createdAt: Timestamp.date(milliseconds: Int64(queued)),
+            url: url, sealedSecret: Array(buffer: sealed), event: event(from: row))
     }
 
     // MARK: Rows

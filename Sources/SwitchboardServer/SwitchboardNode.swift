@@ -91,11 +91,17 @@ public final class SwitchboardNode: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.adminPort), serverName: "switchboard-admin"),
             onServerRunning: { portsContinuation.yield(("admin", $0.localAddress?.port ?? 0)) },
             logger: logger)
+        let webhookDoorbell = Doorbell()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // The store's own service (the PostgreSQL pool) starts first and stops last.
         if let storeService { services.append(.init(service: storeService)) }
         services += [
-            .init(service: AuditWriter(buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger)),
+            .init(service: AuditWriter(
+                buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger,
+                afterWrite: { webhookDoorbell.ring() })),
+            .init(service: WebhookDispatcher(
+                store: store, directory: directory, settings: configuration.webhooks, metrics: metrics, doorbell: webhookDoorbell,
+                clock: clock, logger: logger)),
             .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit)),
             .init(service: RetentionService(store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger)),
             .init(service: adminApp),

@@ -33,6 +33,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("db-pool-size"), help: "Most PostgreSQL connections (SWITCHBOARD_DB_POOL_SIZE, default 20).") var poolSize: Int?
     @Option(name: .customLong("db-statement-timeout"), help: "Seconds a PostgreSQL statement may run (SWITCHBOARD_DB_STATEMENT_TIMEOUT, default 10).") var statementTimeout: Double?
 
+    @Option(name: .customLong("webhook-timeout"), help: "Seconds a webhook request may take (SWITCHBOARD_WEBHOOK_TIMEOUT, default 10).") var webhookTimeout: Double?
+    @Option(name: .customLong("webhook-max-age"), help: "Seconds after an event its webhook delivery is retried (SWITCHBOARD_WEBHOOK_MAX_AGE, default 3600).") var webhookMaxAge: Double?
+
     func run() async throws {
         ResourceLimits.raiseOpenFiles()
         let configuration = try resolve(Settings())
@@ -80,6 +83,14 @@ struct Serve: AsyncParsableCommand {
         configuration.postgres.poolSize = try settings.int(poolSize, "SWITCHBOARD_DB_POOL_SIZE") ?? configuration.postgres.poolSize
         if let timeout = try settings.double(statementTimeout, "SWITCHBOARD_DB_STATEMENT_TIMEOUT") {
             configuration.postgres.statementTimeout = .milliseconds(Int64(timeout * 1000))
+        }
+        if let timeout = try settings.double(webhookTimeout, "SWITCHBOARD_WEBHOOK_TIMEOUT") {
+            guard timeout > 0, timeout <= 300 else { throw ValidationError("the webhook timeout must be in (0, 300] seconds") }
+            configuration.webhooks.timeout = .milliseconds(Int64(timeout * 1000))
+        }
+        if let maxAge = try settings.double(webhookMaxAge, "SWITCHBOARD_WEBHOOK_MAX_AGE") {
+            guard maxAge >= 1 else { throw ValidationError("the webhook max age must be at least 1 second") }
+            configuration.webhooks.retry.maxAge = .milliseconds(Int64(maxAge * 1000))
         }
         configuration.logLevel = try Logger.Level(setting: settings.string(logLevel, "SWITCHBOARD_LOG_LEVEL") ?? "info")
         guard (0...65535).contains(configuration.port), (0...65535).contains(configuration.adminPort) else {

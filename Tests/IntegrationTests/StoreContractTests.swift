@@ -132,6 +132,85 @@ enum StoreContract {
         #expect(try await store.events(AuditQuery(tenantID: "acme", limit: 100)).items.count == 10)
         try await store.ping()
     }
+
+    static func webhooks(_ store: any Store) async throws {
+        try await store.createTenant(tenant("acme"), key: key("AKacme1", tenant: "acme"))
+        try await store.createTenant(tenant("beta"), key: key("AKbeta1", tenant: "beta"))
+        try await store.createTenant(tenant("cora"), key: key("AKcora1", tenant: "cora"))
+        #expect(try await store.webhook(tenantID: "acme") == nil)
+        await #expect(throws: StoreError(.notFound, "not found")) { try await store.deleteWebhook(tenantID: "acme") }
+        // acme takes two types, beta every type, cora has no webhook.
+        var acme = Webhook(
+            tenantID: "acme", url: "http://127.0.0.1:1/a", events: [.sessionStarted, .roomCreated], sealedSecret: [9, 8, 7],
+            createdAt: now, updatedAt: now)
+        try await store.putWebhook(acme)
+        #expect(try await store.webhook(tenantID: "acme") == acme)
+        let beta = Webhook(tenantID: "beta", url: "https://hooks.example/b", events: nil, sealedSecret: [1], createdAt: now, updatedAt: now)
+        try await store.putWebhook(beta)
+        #expect(try await store.webhook(tenantID: "beta") == beta)
+        // A webhook needs its tenant.
+        await #expect(throws: StoreError.self) {
+            try await store.putWebhook(Webhook(tenantID: "nope", url: "http://x", events: nil, sealedSecret: [1], createdAt: now, updatedAt: now))
+        }
+
+        var events: [AuditEvent] = []
+        for (index, (tenant, type)) in [
+            ("acme", AuditEventType.sessionStarted), ("acme", .sessionEnded), ("acme", .roomCreated), ("beta", .sessionEnded),
+            ("cora", .sessionStarted), ("beta", .authRejected),
+        ].enumerated() {
+            let time = now.addingTimeInterval(Double(index))
+            events.append(AuditEvent(
+                id: ULID.make(at: time), type: type, tenantID: tenant, time: time, node: "n1", room: "r1", peer: "p\(index)",
+                data: try RawJSON(validating: #"{"i":\#(index)}"#)))
+        }
+        try await store.appendEvents(events)
+        // A retried batch queues nothing twice.
+        try await store.appendEvents(events)
+        #expect(try await store.pendingDeliveryCount() == 4)
+
+        let clock = Date()
+        let claimed = try await store.claimDeliveries(now: clock, leaseUntil: clock.addingTimeInterval(60), limit: 10)
+        #expect(Set(claimed.map(\.eventID)) == Set([events[0].id, events[2].id, events[3].id, events[5].id]))
+        let first = try #require(claimed.first { $0.eventID == events[0].id })
+        #expect(first.tenantID == "acme" && first.url == acme.url && first.sealedSecret == acme.sealedSecret && first.attempts == 0)
+        #expect(first.event == events[0])
+        // Leased: not handed out again until the lease ends.
+        #expect(try await store.claimDeliveries(now: clock.addingTimeInterval(30), leaseUntil: clock.addingTimeInterval(90), limit: 10).isEmpty)
+        // Failed: back at its retry time, attempts and error kept.
+        try await store.rescheduleDelivery(
+            tenantID: "acme", eventID: events[0].id, attempts: 1, next: clock.addingTimeInterval(5), error: "HTTP 500")
+        let again = try await store.claimDeliveries(now: clock.addingTimeInterval(6), leaseUntil: clock.addingTimeInterval(66), limit: 10)
+        #expect(again.map(\.eventID) == [events[0].id] && again.first?.attempts == 1)
+        // Delivered: gone.
+        try await store.finishDelivery(tenantID: "acme", eventID: events[0].id)
+        #expect(try await store.pendingDeliveryCount() == 3)
+        // The lease ends: handed out again, oldest first, limited.
+        let expired = try await store.claimDeliveries(now: clock.addingTimeInterval(120), leaseUntil: clock.addingTimeInterval(180), limit: 2)
+        #expect(expired.count == 2)
+
+        // Replacing a webhook keeps its pending deliveries, which then carry the new URL.
+        acme.url = "http://127.0.0.1:2/new"
+        acme.events = [.sessionEnded]
+        acme.updatedAt = now.addingTimeInterval(10)
+        try await store.putWebhook(acme)
+        #expect(try await store.webhook(tenantID: "acme") == acme)
+        #expect(try await store.pendingDeliveryCount() == 3)
+        let renewed = try await store.claimDeliveries(now: clock.addingTimeInterval(400), leaseUntil: clock.addingTimeInterval(460), limit: 10)
+        #expect(renewed.first { $0.tenantID == "acme" }?.url == acme.url)
+        // An event that left the log comes without it.
+        _ = try await store.deleteEvents(before: now.addingTimeInterval(3))
+        let orphaned = try await store.claimDeliveries(now: clock.addingTimeInterval(500), leaseUntil: clock.addingTimeInterval(560), limit: 10)
+        #expect(orphaned.first { $0.eventID == events[2].id }?.event == nil)
+        #expect(orphaned.first { $0.eventID == events[5].id }?.event == events[5])
+
+        // Deleting the webhook drops its deliveries; deleting the tenant drops its webhook.
+        try await store.deleteWebhook(tenantID: "acme")
+        #expect(try await store.webhook(tenantID: "acme") == nil)
+        #expect(try await store.pendingDeliveryCount() == 2)
+        try await store.deleteTenant("beta")
+        #expect(try await store.webhook(tenantID: "beta") == nil)
+        #expect(try await store.pendingDeliveryCount() == 0)
+    }
 }
 
 @Suite("Store contract: SQLite", .serialized, .timeLimit(.minutes(1)))
@@ -154,6 +233,10 @@ struct SQLiteStoreContractTests {
 
     @Test func audit() async throws {
         try await withStore { try await StoreContract.audit($0) }
+    }
+
+    @Test func webhooks() async throws {
+        try await withStore { try await StoreContract.webhooks($0) }
     }
 }
 
@@ -214,6 +297,10 @@ struct PostgresStoreContractTests {
 
     @Test func audit() async throws {
         try await PostgresTestDatabase.with { store, _ in try await StoreContract.audit(store) }
+    }
+
+    @Test func webhooks() async throws {
+        try await PostgresTestDatabase.with { store, _ in try await StoreContract.webhooks(store) }
     }
 
     @Test func migrationsApplyOnceAndRefuseAnEditedFile() async throws {

@@ -67,6 +67,24 @@ public protocol Store: Sendable {
     @discardableResult
     func deleteEvents(before cutoff: Date) async throws(StoreError) -> Int
 
+    // Webhooks and their outbox. `appendEvents` queues a delivery for every new event a
+    // tenant's webhook takes, in the same transaction, so pending deliveries survive restarts.
+
+    /// Creates or replaces the tenant's webhook; its pending deliveries stay queued.
+    func putWebhook(_ webhook: Webhook) async throws(StoreError)
+    func webhook(tenantID: String) async throws(StoreError) -> Webhook?
+    /// Removes the webhook and its pending deliveries.
+    func deleteWebhook(tenantID: String) async throws(StoreError)
+    /// Up to `limit` deliveries due at `now`, oldest first; each is leased (not handed out
+    /// again, to this or another node) until `leaseUntil`.
+    func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery]
+    /// Delivered, or given up: removes it.
+    func finishDelivery(tenantID: String, eventID: String) async throws(StoreError)
+    /// Failed: tried again at `next`, with `attempts` attempts made and the last error.
+    func rescheduleDelivery(tenantID: String, eventID: String, attempts: Int, next: Date, error: String) async throws(StoreError)
+    /// Deliveries queued, due or not.
+    func pendingDeliveryCount() async throws(StoreError) -> Int
+
     /// A real round trip, for readiness.
     func ping() async throws(StoreError)
     func close() async

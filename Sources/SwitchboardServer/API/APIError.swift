@@ -130,6 +130,7 @@ enum APIRoutes {
         (["v1", "events"], ["GET"]),
         (["v1", "tokens"], ["POST"]),
         (["v1", "turn", "credentials"], ["POST"]),
+        (["v1", "webhook"], ["GET", "PUT", "DELETE"]),
         (["v1", "signal"], ["GET"]),
         (["v1", "openapi.yaml"], ["GET"]),
     ]

@@ -20,6 +20,7 @@ struct TenantRoutes {
         group.get("events", use: events)
         group.post("tokens", use: createToken)
         group.post("turn/credentials", use: turnCredentials)
+        WebhookRoutes(node: node).register(on: group)
     }
 
     // MARK: Shapes

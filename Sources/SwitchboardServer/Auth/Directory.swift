@@ -114,6 +114,15 @@ public final class Directory: Sendable {
         keys.withLock { $0[apiKey] = nil }
     }
 
+    /// Seals a secret under another context (a webhook's: ``Webhook/sealingContext(tenantID:)``).
+    public func seal(_ secret: String, context: String) throws -> [UInt8] {
+        try secrets.seal(secret, apiKey: context)
+    }
+
+    public func open(_ sealed: [UInt8], context: String) throws -> String {
+        try secrets.open(sealed, apiKey: context)
+    }
+
     /// Seals a new secret for storage.
     public func seal(secret: String, apiKey: String) throws -> [UInt8] {
         try secrets.seal(secret, apiKey: apiKey)

@@ -58,6 +58,8 @@ public struct ServerConfiguration: Sendable {
     public var maxTokenTTL = 86_400
     /// Upper bound of the jittered `retryAfterMs` in `reconnect`.
     public var reconnectJitterMs = 5000
+    /// Webhook delivery: timeout, retries, concurrency.
+    public var webhooks = WebhookSettings()
     public var logLevel: Logger.Level = .info
 
     public init() {}

@@ -25,6 +25,11 @@ public final class SwitchboardMetrics: Sendable {
     let auditWritten: Counter
     let roomsActive: Gauge
     let sessionsTotal: Gauge
+    let webhookDelivered: Counter
+    let webhookFailed: Counter
+    let webhookExpired: Counter
+    let webhookLatency: Timer
+    let webhookPending: Gauge
     private let authRejections = Mutex<[String: Counter]>([:])
     private let sessionsByTenant = Mutex<[String: Gauge]>([:])
 
@@ -63,6 +68,11 @@ public final class SwitchboardMetrics: Sendable {
         auditWritten = Counter(label: "switchboard_audit_events_written_total", factory: factory)
         roomsActive = Gauge(label: "switchboard_rooms_active", factory: factory)
         sessionsTotal = Gauge(label: "switchboard_node_sessions", factory: factory)
+        webhookDelivered = Counter(label: "switchboard_webhook_deliveries_total", dimensions: [("result", "delivered")], factory: factory)
+        webhookFailed = Counter(label: "switchboard_webhook_deliveries_total", dimensions: [("result", "failed")], factory: factory)
+        webhookExpired = Counter(label: "switchboard_webhook_deliveries_total", dimensions: [("result", "expired")], factory: factory)
+        webhookLatency = Timer(label: "switchboard_webhook_delivery_seconds", factory: factory)
+        webhookPending = Gauge(label: "switchboard_webhook_deliveries_pending", factory: factory)
     }
 
     func frameIn(type: String) {

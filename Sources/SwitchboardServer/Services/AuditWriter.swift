@@ -13,6 +13,8 @@ struct AuditWriter: Service {
     let batchSize: Int
     let logger: Logger
     var shutdownGrace: Duration = .seconds(10)
+    /// Called after each batch is stored (wakes the webhook dispatcher).
+    var afterWrite: @Sendable () -> Void = {}
 
     func run() async throws {
         // Not cancelled on shutdown (a batch is never cut off half-way): the loop is woken,
@@ -67,6 +69,7 @@ struct AuditWriter: Service {
             metrics.dbBatchLatency.recordNanoseconds(Int64((ContinuousClock.now - started).nanoseconds))
             metrics.auditWritten.increment(by: batch.count)
             metrics.auditBuffered.record(buffer.count)
+            afterWrite()
             return true
         } catch {
             logger.warning("audit batch failed; will retry", metadata: ["error": "\(error.message)", "events": "\(batch.count)"])
