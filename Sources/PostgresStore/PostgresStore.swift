@@ -314,10 +314,11 @@ public final class PostgresStore: Store {
     /// Claims with `FOR UPDATE SKIP LOCKED`, so nodes claiming at once get different rows, and
     /// leases by moving `next_attempt_at` to `leaseUntil`; the event comes from the log by
     /// its primary key (one partition).
-    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery] {
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int, excluding: [String]) async throws(StoreError) -> [WebhookDelivery] {
         let rows = try await rows("""
             WITH due AS (
-                SELECT tenant_id, event_id FROM webhook_deliveries WHERE next_attempt_at <= \(Self.ms(now))
+                SELECT tenant_id, event_id FROM webhook_deliveries
+                WHERE next_attempt_at <= \(Self.ms(now)) AND tenant_id <> ALL (\(excluding)::text[])
                 ORDER BY next_attempt_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
             ), claimed AS (
                 UPDATE webhook_deliveries d SET next_attempt_at = \(Self.ms(leaseUntil)) FROM due
@@ -342,6 +343,10 @@ public final class PostgresStore: Store {
             UPDATE webhook_deliveries SET attempts = \(attempts), next_attempt_at = \(Self.ms(next)), last_error = \(error)
             WHERE tenant_id = \(tenantID) AND event_id = \(eventID)
             """)
+    }
+
+    public func expireDeliveries(queuedBefore cutoff: Date) async throws(StoreError) -> Int {
+        try await execute("DELETE FROM webhook_deliveries WHERE created_at < \(Self.ms(cutoff)) RETURNING 1")
     }
 
     public func pendingDeliveryCount() async throws(StoreError) -> Int {

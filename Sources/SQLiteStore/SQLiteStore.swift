@@ -316,15 +316,16 @@ public final class SQLiteStore: Store {
         try await expectChange("DELETE FROM webhooks WHERE tenant_id = ?", [.text(tenantID)])
     }
 
-    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery] {
-        try await exclusively { () async throws(StoreError) in
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int, excluding: [String]) async throws(StoreError) -> [WebhookDelivery] {
+        let skip = excluding.isEmpty ? "" : " AND d.tenant_id NOT IN (\(Array(repeating: "?", count: excluding.count).joined(separator: ", ")))"
+        return try await exclusively { () async throws(StoreError) in
             let rows = try await execute("""
                 SELECT d.tenant_id, d.event_id, d.attempts, d.created_at AS queued_at, w.url, w.sealed_secret,
                 e.id, e.type, e.time, e.node, e.room, e.peer, e.session, e.data
                 FROM webhook_deliveries d JOIN webhooks w ON w.tenant_id = d.tenant_id
                 LEFT JOIN audit_events e ON e.id = d.event_id AND e.tenant_id = d.tenant_id
-                WHERE d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?
-                """, [.integer(Int(Timestamp.milliseconds(now))), .integer(limit)])
+                WHERE d.next_attempt_at <= ?\(skip) ORDER BY d.next_attempt_at LIMIT ?
+                """, [.integer(Int(Timestamp.milliseconds(now)))] + excluding.map { .text($0) } + [.integer(limit)])
             let deliveries = rows.compactMap(Self.delivery(from:))
             guard !deliveries.isEmpty else { return [] }
             let pairs = Array(repeating: "(?, ?)", count: deliveries.count).joined(separator: ", ")
@@ -344,6 +345,10 @@ public final class SQLiteStore: Store {
         _ = try await run("""
             UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE tenant_id = ? AND event_id = ?
             """, [.integer(attempts), .integer(Int(Timestamp.milliseconds(next))), .text(error), .text(tenantID), .text(eventID)])
+    }
+
+    public func expireDeliveries(queuedBefore cutoff: Date) async throws(StoreError) -> Int {
+        try await run("DELETE FROM webhook_deliveries WHERE created_at < ? RETURNING 1", [.integer(Int(Timestamp.milliseconds(cutoff)))]).count
     }
 
     public func pendingDeliveryCount() async throws(StoreError) -> Int {

@@ -9,7 +9,11 @@ struct ResumeAndLivenessTests {
     @Test func droppedSessionResumesWithEveryMissedMessageExactlyOnce() async throws {
         try await TestNode.with { node in
             let tenant = try await node.createTenant()
-            let alice = try await node.join(tenant, peer: "alice")
+            // Alice reconnects a second after the drop: the five messages below are sent
+            // while she has no socket, however slow the machine.
+            var slow = SignalingClient.Configuration()
+            slow.initialBackoff = .seconds(1)
+            let alice = try await node.join(tenant, peer: "alice", client: slow)
             let bob = try await node.join(tenant, peer: "bob")
             try await bob.client.signal(to: "alice", data: RawJSON(validating: #""before""#))
             #expect(try await alice.nextMessage().seq == 1)

@@ -202,6 +202,11 @@ enum StoreContract {
         let orphaned = try await store.claimDeliveries(now: clock.addingTimeInterval(500), leaseUntil: clock.addingTimeInterval(560), limit: 10)
         #expect(orphaned.first { $0.eventID == events[2].id }?.event == nil)
         #expect(orphaned.first { $0.eventID == events[5].id }?.event == events[5])
+        // A failing tenant's deliveries can be left out of a claim.
+        let others = try await store.claimDeliveries(
+            now: clock.addingTimeInterval(700), leaseUntil: clock.addingTimeInterval(760), limit: 10, excluding: ["beta", "zeta"])
+        #expect(others.map(\.tenantID) == ["acme"])
+        #expect(try await store.expireDeliveries(queuedBefore: clock.addingTimeInterval(-3600)) == 0)
 
         // Deleting the webhook drops its deliveries; deleting the tenant drops its webhook.
         try await store.deleteWebhook(tenantID: "acme")
@@ -209,6 +214,12 @@ enum StoreContract {
         #expect(try await store.pendingDeliveryCount() == 2)
         try await store.deleteTenant("beta")
         #expect(try await store.webhook(tenantID: "beta") == nil)
+        #expect(try await store.pendingDeliveryCount() == 0)
+        // Deliveries queued before a cutoff expire.
+        try await store.putWebhook(acme)
+        try await store.appendEvents([AuditEvent(type: .sessionEnded, tenantID: "acme", node: "n1")])
+        #expect(try await store.pendingDeliveryCount() == 1)
+        #expect(try await store.expireDeliveries(queuedBefore: Date().addingTimeInterval(60)) == 1)
         #expect(try await store.pendingDeliveryCount() == 0)
     }
 }

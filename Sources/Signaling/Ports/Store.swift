@@ -75,9 +75,12 @@ public protocol Store: Sendable {
     func webhook(tenantID: String) async throws(StoreError) -> Webhook?
     /// Removes the webhook and its pending deliveries.
     func deleteWebhook(tenantID: String) async throws(StoreError)
-    /// Up to `limit` deliveries due at `now`, oldest first; each is leased (not handed out
-    /// again, to this or another node) until `leaseUntil`.
-    func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery]
+    /// Up to `limit` deliveries due at `now`, oldest first, of tenants not in `excluding`
+    /// (webhooks that are failing); each is leased (not handed out again, to this or
+    /// another node) until `leaseUntil`.
+    func claimDeliveries(now: Date, leaseUntil: Date, limit: Int, excluding: [String]) async throws(StoreError) -> [WebhookDelivery]
+    /// Removes deliveries queued before `cutoff` (past their retry period); returns how many.
+    func expireDeliveries(queuedBefore cutoff: Date) async throws(StoreError) -> Int
     /// Delivered, or given up: removes it.
     func finishDelivery(tenantID: String, eventID: String) async throws(StoreError)
     /// Failed: tried again at `next`, with `attempts` attempts made and the last error.
@@ -88,4 +91,10 @@ public protocol Store: Sendable {
     /// A real round trip, for readiness.
     func ping() async throws(StoreError)
     func close() async
+}
+
+extension Store {
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(StoreError) -> [WebhookDelivery] {
+        try await claimDeliveries(now: now, leaseUntil: leaseUntil, limit: limit, excluding: [])
+    }
 }

@@ -60,17 +60,27 @@ struct WebhookDispatcher: Service {
 
     private func loop(client: HTTPClient) async {
         var lastCount = ContinuousClock.now - .seconds(60)
+        var lastSweep = ContinuousClock.now - .seconds(60)
         var backoff = Duration.zero
+        // Tenants whose webhook just failed, until their retry time: their deliveries are not
+        // claimed meanwhile (this node's view; another node learns on its own first failure).
+        var paused: [String: Date] = [:]
         while !Task.isCancelledOrShuttingDown {
+            if ContinuousClock.now - lastSweep >= .seconds(60) {
+                lastSweep = .now
+                await sweep()
+            }
             if ContinuousClock.now - lastCount >= .seconds(15) {
                 lastCount = .now
                 if let pending = try? await store.pendingDeliveryCount() { metrics.webhookPending.record(pending) }
             }
             let now = clock.now()
+            paused = paused.filter { $0.value > now }
             let claimed: [WebhookDelivery]
             do {
                 claimed = try await store.claimDeliveries(
-                    now: now, leaseUntil: now.addingTimeInterval(settings.lease.seconds), limit: settings.batchSize)
+                    now: now, leaseUntil: now.addingTimeInterval(settings.lease.seconds), limit: settings.batchSize,
+                    excluding: Array(paused.keys))
                 backoff = .zero
             } catch {
                 logger.warning("webhook outbox unavailable", metadata: ["error": "\(error.message)"])
@@ -86,16 +96,28 @@ struct WebhookDispatcher: Service {
                 }
                 continue
             }
-            await withTaskGroup(of: Void.self) { group in
-                for deliveries in Dictionary(grouping: claimed, by: \.tenantID).values {
-                    group.addTask { await deliver(deliveries, client: client) }
+            await withTaskGroup(of: (String, Date?).self) { group in
+                for (tenant, deliveries) in Dictionary(grouping: claimed, by: \.tenantID) {
+                    group.addTask { (tenant, await deliver(deliveries, client: client)) }
+                }
+                for await (tenant, retryAt) in group {
+                    if let retryAt { paused[tenant] = retryAt }
                 }
             }
         }
     }
 
-    /// One tenant's share of a batch.
-    private func deliver(_ deliveries: [WebhookDelivery], client: HTTPClient) async {
+    /// Drops deliveries past their retry period that no attempt will remove (their tenant's
+    /// webhook kept failing, so they were never claimed again in time).
+    private func sweep() async {
+        let cutoff = clock.now().addingTimeInterval(-(settings.retry.maxAge + settings.lease).seconds)
+        guard let expired = try? await store.expireDeliveries(queuedBefore: cutoff), expired > 0 else { return }
+        metrics.webhookExpired.increment(by: expired)
+        logger.warning("webhook deliveries given up", metadata: ["deliveries": "\(expired)"])
+    }
+
+    /// One tenant's share of a batch; returns when to try this tenant again after a failure.
+    private func deliver(_ deliveries: [WebhookDelivery], client: HTTPClient) async -> Date? {
         var waiting = deliveries[...]
         var retryAt: Date?
         await withTaskGroup(of: Date?.self) { group in
@@ -120,6 +142,7 @@ struct WebhookDispatcher: Service {
                 tenantID: delivery.tenantID, eventID: delivery.eventID, attempts: delivery.attempts, next: release,
                 error: "not attempted: waiting for the webhook to recover")
         }
+        return retryAt
     }
 
     /// Makes one attempt; returns when to try this webhook again after a failure, nil after

@@ -137,9 +137,12 @@ struct TestNode: Sendable {
     }
 
     /// A connected client that has received its `welcome`.
-    func join(_ tenant: TestTenant, room: String = "room-1", peer: String, metadata: String? = nil, permissions: [String]? = nil) async throws -> TestPeer {
+    func join(
+        _ tenant: TestTenant, room: String = "room-1", peer: String, metadata: String? = nil, permissions: [String]? = nil,
+        client configuration: SignalingClient.Configuration = .init()
+    ) async throws -> TestPeer {
         let token = try await token(tenant, room: room, peer: peer, metadata: metadata, permissions: permissions)
-        let peer = TestPeer(client: SignalingClient(url: signalURL(token)))
+        let peer = TestPeer(client: SignalingClient(url: signalURL(token), configuration: configuration))
         try await peer.start()
         return peer
     }
