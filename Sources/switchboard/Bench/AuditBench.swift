@@ -20,6 +20,7 @@ struct AuditBench: AsyncParsableCommand {
     @Option(help: "Batches in flight at once (connections).") var concurrency: Int = 4
     @Option(help: "Days the events' times are spread over (partitions).") var days: Int = 7
     @Option(help: "Newest-page queries to time.") var queries: Int = 200
+    @Flag(help: "Give the tenant a webhook for every event type, so each event also queues a delivery (nothing is sent; the deliveries are removed after).") var webhook = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -34,7 +35,7 @@ struct AuditBench: AsyncParsableCommand {
         settings.statementTimeout = .seconds(120)
         settings.requestTimeout = .seconds(120)
         let store = try PostgresStore(url: url, settings: settings, logger: logger)
-        let plan = (events: events, rooms: rooms, batch: batch, concurrency: concurrency, days: days, queries: queries)
+        let plan = (events: events, rooms: rooms, batch: batch, concurrency: concurrency, days: days, queries: queries, webhook: webhook)
         let report = try await withThrowingTaskGroup(of: [String: Double]?.self) { group in
             group.addTask {
                 await store.run()
@@ -50,17 +51,22 @@ struct AuditBench: AsyncParsableCommand {
         } else {
             print(String(format: "inserted %.0f events in %.2f s: %.0f events/s", report["events"] ?? 0, report["insertSeconds"] ?? 0, report["eventsPerSecond"] ?? 0))
             print(String(format: "table now holds %.0f events for the tenant", report["tableEvents"] ?? 0))
+            if webhook { print(String(format: "webhook deliveries queued with them: %.0f", report["deliveriesQueued"] ?? 0)) }
             print(String(format: "newest 100 of a room: p50 %.2f ms  p99 %.2f ms  max %.2f ms", report["queryP50Ms"] ?? 0, report["queryP99Ms"] ?? 0, report["queryMaxMs"] ?? 0))
         }
     }
 
     static func measure(
-        store: PostgresStore, plan: (events: Int, rooms: Int, batch: Int, concurrency: Int, days: Int, queries: Int)
+        store: PostgresStore, plan: (events: Int, rooms: Int, batch: Int, concurrency: Int, days: Int, queries: Int, webhook: Bool)
     ) async throws -> [String: Double] {
         let tenantID = "bench-audit"
         if try await store.tenant(tenantID) == nil {
             let key = StoredAPIKey(apiKey: "AKbenchaudit", tenantID: tenantID, sealedSecret: [0], createdAt: Date())
             try await store.createTenant(Tenant(id: tenantID, name: "bench", createdAt: Date()), key: key)
+        }
+        if plan.webhook {
+            try await store.putWebhook(Webhook(
+                tenantID: tenantID, url: "http://127.0.0.1:9/", events: nil, sealedSecret: [0], createdAt: Date(), updatedAt: Date()))
         }
         // Partitions for every day the events fall on.
         for offset in 0..<plan.days {
@@ -97,6 +103,11 @@ struct AuditBench: AsyncParsableCommand {
             }
         }
         let insertSeconds = (ContinuousClock.now - started).seconds
+        var queued = 0
+        if plan.webhook {
+            queued = try await store.pendingDeliveryCount()
+            try await store.deleteWebhook(tenantID: tenantID)
+        }
         _ = try await store.client.query("ANALYZE audit_events")
         let total = try await store.client.query("SELECT count(*) FROM audit_events WHERE tenant_id = \(tenantID)")
             .collect().first?.decode(Int.self) ?? 0
@@ -111,7 +122,7 @@ struct AuditBench: AsyncParsableCommand {
         }
         return [
             "events": Double(plan.events), "insertSeconds": insertSeconds, "eventsPerSecond": Double(plan.events) / insertSeconds,
-            "tableEvents": Double(total), "queryP50Ms": Double(histogram.valueAtPercentile(50)) / 1000,
+            "tableEvents": Double(total), "deliveriesQueued": Double(queued), "queryP50Ms": Double(histogram.valueAtPercentile(50)) / 1000,
             "queryP99Ms": Double(histogram.valueAtPercentile(99)) / 1000, "queryMaxMs": Double(histogram.max) / 1000,
         ]
     }
