@@ -209,7 +209,9 @@ public final class PostgresStore: Store {
     static let insertChunk = 2000
 
     /// Multi-row INSERTs, one statement per chunk; `ON CONFLICT DO NOTHING` makes a batch that
-    /// is retried after a lost answer harmless.
+    /// is retried after a lost answer harmless. U+0000, which PostgreSQL cannot store, is
+    /// written as U+FFFD (``AuditEvent/replacingNUL()``): one such event would otherwise fail
+    /// its batch on every retry.
     public func appendEvents(_ events: [AuditEvent]) async throws(StoreError) {
         var start = 0
         while start < events.count {
@@ -217,7 +219,8 @@ public final class PostgresStore: Store {
             var bindings = PostgresBindings(capacity: chunk.count * 9)
             var values: [String] = []
             values.reserveCapacity(chunk.count)
-            for (row, event) in chunk.enumerated() {
+            for (row, original) in chunk.enumerated() {
+                let event = original.replacingNUL()
                 let base = row * 9
                 values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6), $\(base + 7), $\(base + 8), $\(base + 9)::json)")
                 bindings.append(event.id)
