@@ -95,7 +95,10 @@ public final class SwitchboardNode: Sendable {
         // The store's own service (the PostgreSQL pool) starts first and stops last.
         if let storeService { services.append(.init(service: storeService)) }
         services += [
-            .init(service: AuditWriter(buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger)),
+            .init(service: AuditWriter(
+                buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger,
+                shutdownGrace: .milliseconds(Int64(configuration.auditFlushGrace * 1000)),
+                spill: AuditSpill(directory: configuration.auditSpillDirectory))),
             .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit)),
             .init(service: RetentionService(store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger)),
             .init(service: adminApp),
