@@ -4,6 +4,7 @@ import PostgresNIO
 import PostgresStore
 import Signaling
 import SwitchboardServer
+import Synchronization
 import Testing
 
 /// Spill files on disk, for the audit spill tests.
@@ -43,6 +44,29 @@ enum SpillDirectory {
                 id: ULID.make(at: time), type: .roomCreated, tenantID: tenant, time: Timestamp.date(milliseconds: Timestamp.milliseconds(time)),
                 node: "earlier-node", room: "room-\(index)", data: try RawJSON(validating: #"{"i":\#(index)}"#))
         }
+    }
+}
+
+/// Keeps the warnings and errors logged through it.
+struct CapturingLogHandler: LogHandler {
+    final class Lines: Sendable {
+        private let lines = Mutex<[String]>([])
+        func append(_ line: String) { lines.withLock { $0.append(line) } }
+        var all: [String] { lines.withLock { $0 } }
+    }
+
+    let lines: Lines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard event.level >= .warning else { return }
+        lines.append("\(event.level) [\(event.source)] \(event.message) \(event.metadata ?? [:])")
     }
 }
 
@@ -106,6 +130,62 @@ struct AuditSpillTests {
 
 @Suite("Audit spill on PostgreSQL", .serialized, .timeLimit(.minutes(2)), .enabled(if: PostgresTestDatabase.isConfigured))
 struct PostgresAuditSpillTests {
+    /// Services start together: on a fresh database the audit writer and retention wait for
+    /// the migrations and today's audit partition (an insert racing that partition's
+    /// creation fails with "violates partition constraint"), so the spilled events of today
+    /// go straight into their partition and nothing fails on the way.
+    @Test func onAFreshDatabaseTheWriterWaitsForTheSchemaAndTodaysPartition() async throws {
+        let adminURL = try #require(PostgresTestDatabase.url)
+        let logger = Logger(label: "test.fresh")
+        let admin = try PostgresStore(url: adminURL, logger: logger)
+        let name = "sbfresh_\(UUID().uuidString.prefix(8).lowercased())"
+        var components = try #require(URLComponents(string: adminURL))
+        components.path = "/\(name)"
+        let freshURL = try #require(components.string)
+        let spill = try SpillDirectory.make()
+        defer { try? FileManager.default.removeItem(at: spill) }
+        let today = try SpillDirectory.events(300, tenant: "acme", from: Date().addingTimeInterval(-1))
+        try SpillDirectory.write(SpillDirectory.lines(today), spill, "audit-1.jsonl")
+        let lines = CapturingLogHandler.Lines()
+        var configuration = TestNode.configuration(spill)
+        configuration.databaseURL = freshURL
+        configuration.migrate = true
+        configuration.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+        configuration.auditSpillDirectory = spill.path
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await admin.run() }
+            defer { group.cancelAll() }
+            try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
+            let node = try await SwitchboardNode.make(
+                configuration: configuration, logger: Logger(label: "fresh", factory: { _ in CapturingLogHandler(lines: lines) }),
+                handleSignals: false)
+            try await withThrowingTaskGroup(of: Void.self) { running in
+                running.addTask { try await node.run() }
+                do {
+                    _ = await node.waitUntilListening()
+                    let stored = try await eventually {
+                        // Fails until the node has migrated the database.
+                        (try? await node.store.events(AuditQuery(tenantID: "acme", limit: 1000)).items.count) == today.count
+                    }
+                    #expect(stored)
+                    let store = try #require(node.store as? PostgresStore)
+                    let rows = try await store.client.query("SELECT count(*)::int FROM audit_events_default")
+                    for try await row in rows { #expect(try row.decode(Int.self) == 0) }
+                } catch {
+                    await node.shutdown()
+                    try? await running.waitForAll()
+                    throw error
+                }
+                await node.shutdown()
+                try await running.waitForAll()
+            }
+            _ = try? await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger)
+        }
+        let ours = lines.all.filter { !$0.contains("[PostgresNIO]") }
+        #expect(ours.isEmpty, "\(ours)")
+        #expect(SpillDirectory.names(spill).filter { $0.hasPrefix("audit-") }.isEmpty)
+    }
+
     /// Issue #3: a graceful shutdown while PostgreSQL is down writes the buffered events to a
     /// spill file; the next start, with the database back, stores every one and removes it.
     @Test func aShutdownDuringAnOutageSpillsAndTheNextStartStoresEverything() async throws {

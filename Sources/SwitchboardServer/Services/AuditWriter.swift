@@ -23,6 +23,8 @@ struct AuditWriter: Service {
     var shutdownGrace: Duration = .seconds(10)
     /// Where events that cannot be stored before exit go, and are loaded back from at start.
     var spill: AuditSpill?
+    /// Opens when the store may be written (PostgreSQL: migrated, today's partition made).
+    var storeReady: StartupGate?
 
     func run() async throws {
         var backlog = SpillBacklog()
@@ -39,6 +41,9 @@ struct AuditWriter: Service {
     }
 
     private func loop(_ backlog: inout SpillBacklog) async {
+        if let storeReady {
+            await cancelWhenGracefulShutdown { await storeReady.wait() }
+        }
         var backoff = Duration.milliseconds(100)
         while !Task.isCancelledOrShuttingDown {
             await withTaskCancellationHandler {

@@ -79,8 +79,13 @@ struct RetentionService: Service {
     let days: Int
     let clock: any WallClock
     let logger: Logger
+    /// Opens when the store is ready (PostgreSQL: migrated).
+    var storeReady: StartupGate?
 
     func run() async throws {
+        if let storeReady {
+            await cancelWhenGracefulShutdown { await storeReady.wait() }
+        }
         while !Task.isCancelledOrShuttingDown {
             let cutoff = AuditRetention.cutoff(now: clock.now(), days: days)
             do {
