@@ -48,24 +48,14 @@ public final class PostgresStore: Store {
         }
     }
 
-    private struct DeadlineExceeded: Error {}
-
-    /// Runs `operation`, giving up with `unavailable` after ``PostgresSettings/requestTimeout``
-    /// (the operation is cancelled, which also withdraws a pending connection request).
+    /// Runs `operation`, giving up with `unavailable` after ``PostgresSettings/requestTimeout``.
+    /// The operation is cancelled then (which withdraws a pending connection request) but
+    /// not waited for: see ``Deadline``.
     private func withDeadline<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws(StoreError) -> T {
         let timeout = requestTimeout
         do {
-            return try await withThrowingTaskGroup(of: T.self) { group in
-                group.addTask { try await operation() }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    throw DeadlineExceeded()
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next() else { throw DeadlineExceeded() }
-                return first
-            }
-        } catch is DeadlineExceeded {
+            return try await Deadline.run(timeout: timeout, operation)
+        } catch is Deadline.Exceeded {
             throw StoreError(.unavailable, "postgres did not answer within \(timeout)")
         } catch {
             throw Self.map(error)
@@ -209,7 +199,9 @@ public final class PostgresStore: Store {
     static let insertChunk = 2000
 
     /// Multi-row INSERTs, one statement per chunk; `ON CONFLICT DO NOTHING` makes a batch that
-    /// is retried after a lost answer harmless.
+    /// is retried after a lost answer harmless. U+0000, which PostgreSQL cannot store, is
+    /// written as U+FFFD (``AuditEvent/replacingNUL()``): one such event would otherwise fail
+    /// its batch on every retry.
     public func appendEvents(_ events: [AuditEvent]) async throws(StoreError) {
         var start = 0
         while start < events.count {
@@ -217,7 +209,8 @@ public final class PostgresStore: Store {
             var bindings = PostgresBindings(capacity: chunk.count * 9)
             var values: [String] = []
             values.reserveCapacity(chunk.count)
-            for (row, event) in chunk.enumerated() {
+            for (row, original) in chunk.enumerated() {
+                let event = original.replacingNUL()
                 let base = row * 9
                 values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6), $\(base + 7), $\(base + 8), $\(base + 9)::json)")
                 bindings.append(event.id)

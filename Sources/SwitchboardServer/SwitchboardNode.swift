@@ -41,9 +41,11 @@ public final class SwitchboardNode: Sendable {
             } catch let error as PostgresURL.Invalid {
                 throw ConfigurationError(error.description)
             }
+            let prepared = StartupGate()
             return try SwitchboardNode(
-                configuration: configuration, store: store, storeService: PostgresStoreService(store: store, configuration: configuration, secrets: secrets, logger: logger),
-                secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
+                configuration: configuration, store: store,
+                storeService: PostgresStoreService(store: store, configuration: configuration, secrets: secrets, logger: logger, prepared: prepared),
+                storeReady: prepared, secrets: secrets, registry: registry, logger: logger, handleSignals: handleSignals)
         }
         let existingDatabase = FileManager.default.fileExists(atPath: configuration.sqlitePath)
         let store = try await SQLiteStore.open(path: configuration.sqlitePath, logger: logger)
@@ -55,8 +57,8 @@ public final class SwitchboardNode: Sendable {
     }
 
     init(
-        configuration: ServerConfiguration, store: any Store, storeService: (any Service)?, secrets: SecretBox,
-        registry: PrometheusCollectorRegistry, logger: Logger, handleSignals: Bool
+        configuration: ServerConfiguration, store: any Store, storeService: (any Service)?, storeReady: StartupGate? = nil,
+        secrets: SecretBox, registry: PrometheusCollectorRegistry, logger: Logger, handleSignals: Bool
     ) throws {
         self.configuration = configuration
         self.store = store
@@ -98,12 +100,15 @@ public final class SwitchboardNode: Sendable {
         services += [
             .init(service: AuditWriter(
                 buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger,
+                shutdownGrace: .milliseconds(Int64(configuration.auditFlushGrace * 1000)),
+                spill: AuditSpill(directory: configuration.auditSpillDirectory), storeReady: storeReady,
                 afterWrite: { webhookDoorbell.ring() })),
             .init(service: WebhookDispatcher(
                 store: store, directory: directory, settings: configuration.webhooks, metrics: metrics, doorbell: webhookDoorbell,
-                clock: clock, logger: logger)),
+                clock: clock, logger: logger, storeReady: storeReady)),
             .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit)),
-            .init(service: RetentionService(store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger)),
+            .init(service: RetentionService(
+                store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger, storeReady: storeReady)),
             .init(service: adminApp),
             .init(service: publicApp),
             .init(service: DrainService(hub: hub, timeout: .milliseconds(Int64(configuration.drainTimeout * 1000)), jitterMs: configuration.reconnectJitterMs, logger: logger)),

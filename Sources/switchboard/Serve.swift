@@ -26,6 +26,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-frame-bytes"), help: "Largest client frame (SWITCHBOARD_MAX_FRAME_BYTES, default 65536).") var maxFrameBytes: Int?
     @Option(name: .customLong("audit-buffer"), help: "Audit events buffered in memory (SWITCHBOARD_AUDIT_BUFFER, default 100000).") var auditBuffer: Int?
     @Option(name: .customLong("audit-retention-days"), help: "Days audit events are kept (SWITCHBOARD_AUDIT_RETENTION_DAYS, default 90).") var auditRetentionDays: Int?
+    @Option(name: .customLong("audit-spill-dir"), help: "Where audit events not stored before exit are written, and loaded from at start (SWITCHBOARD_AUDIT_SPILL_DIR, default ./audit-spill).") var auditSpillDirectory: String?
+    @Option(name: .customLong("audit-flush-grace"), help: "Seconds the final audit flush retries a failing store before spilling to disk (SWITCHBOARD_AUDIT_FLUSH_GRACE, default 10).") var auditFlushGrace: Double?
     @Option(name: .customLong("log-level"), help: "trace…critical (SWITCHBOARD_LOG_LEVEL, default info).") var logLevel: String?
     @Option(name: .customLong("log-format"), help: "json or text (SWITCHBOARD_LOG_FORMAT, default json).") var logFormat: String?
     @Flag(help: "Apply database migrations at start (PostgreSQL).") var migrate = false
@@ -78,6 +80,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxFrameBytes = try settings.int(maxFrameBytes, "SWITCHBOARD_MAX_FRAME_BYTES") ?? configuration.maxFrameBytes
         configuration.auditBufferCapacity = try settings.int(auditBuffer, "SWITCHBOARD_AUDIT_BUFFER") ?? configuration.auditBufferCapacity
         configuration.auditRetentionDays = try settings.int(auditRetentionDays, "SWITCHBOARD_AUDIT_RETENTION_DAYS") ?? configuration.auditRetentionDays
+        configuration.auditSpillDirectory = settings.string(auditSpillDirectory, "SWITCHBOARD_AUDIT_SPILL_DIR") ?? configuration.auditSpillDirectory
+        configuration.auditFlushGrace = try settings.double(auditFlushGrace, "SWITCHBOARD_AUDIT_FLUSH_GRACE") ?? configuration.auditFlushGrace
         configuration.migrate = migrate
         configuration.migrationsDirectory = settings.string(migrationsDirectory, "SWITCHBOARD_MIGRATIONS_DIR") ?? configuration.migrationsDirectory
         configuration.postgres.poolSize = try settings.int(poolSize, "SWITCHBOARD_DB_POOL_SIZE") ?? configuration.postgres.poolSize
@@ -97,7 +101,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("ports must be 0–65535")
         }
         guard configuration.heartbeatSeconds >= 1, configuration.maxFrameBytes >= 1024, configuration.resumeWindow >= 0,
-            configuration.drainTimeout >= 0, configuration.auditBufferCapacity >= 1
+            configuration.drainTimeout >= 0, configuration.auditBufferCapacity >= 1, configuration.auditFlushGrace >= 0
         else {
             throw ValidationError("heartbeat ≥ 1 s, max frame ≥ 1024 bytes, windows and buffers ≥ 0")
         }

@@ -410,7 +410,16 @@ struct PostgresOutageTests {
                     let alice = try await node.join(tenant, peer: "alice")
 
                     try await admin.client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(database) ALLOW_CONNECTIONS false"), logger: logger)
-                    try await admin.client.query(PostgresQuery(unsafeSQL: "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)'"), logger: logger)
+                    // Terminate until none is left: a connection that was being opened while
+                    // ALTER DATABASE committed can show up a moment later.
+                    for _ in 0..<50 {
+                        let left = try await admin.client.query(
+                            PostgresQuery(unsafeSQL: "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(database)'"),
+                            logger: logger
+                        ).collect().first?.decode(Int.self) ?? 0
+                        if left == 0 { break }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
                     var ready = try await node.request(.get, "/readyz", admin: true)
                     for _ in 0..<50 where ready.status == 200 {
                         try await Task.sleep(for: .milliseconds(100))

@@ -90,6 +90,26 @@ import Testing
         #expect(written == (1..<next).map { String(format: "E%04d", $0) })
     }
 
+    @Test func restoreTakesWhatFitsWithoutCountingTheRestAsDropped() {
+        let buffer = AuditBuffer(capacity: 5)
+        buffer.record(Self.event(1))
+        let events = (2...9).map { Self.event($0) }
+        #expect(buffer.restore(events[...], limit: 3) == 2)
+        #expect(buffer.restore(events[2...]) == 2)
+        #expect(buffer.restore(events[4...]) == 0)
+        #expect(buffer.count == 5)
+        #expect(buffer.droppedCount == 0)
+        #expect(buffer.peek(max: 10).map(\.id) == ["E0001", "E0002", "E0003", "E0004", "E0005"])
+    }
+
+    @Test func restoreWakesAWaitingWriter() async throws {
+        let buffer = AuditBuffer()
+        let waiter = Task { await buffer.waitForEvents() }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(buffer.restore([Self.event(1)][...]) == 1)
+        #expect(await Self.within(5) { await waiter.value })
+    }
+
     @Test func capacityIsAtLeastOne() {
         let buffer = AuditBuffer(capacity: 0)
         #expect(buffer.capacity == 1)

@@ -36,6 +36,23 @@ public final class AuditBuffer: Sendable {
         return accepted
     }
 
+    /// Adds as many of `events` as there is room for, up to `limit` buffered in all, and
+    /// returns how many. The rest are not counted as dropped: the caller still has them
+    /// (events read back from a spill file).
+    public func restore(_ events: ArraySlice<AuditEvent>, limit: Int? = nil) -> Int {
+        let bound = min(capacity, limit ?? capacity)
+        let (taken, waiter) = state.withLock { state -> (Int, CheckedContinuation<Void, Never>?) in
+            let taken = max(0, min(events.count, bound - (state.events.count - state.head)))
+            guard taken > 0 else { return (0, nil) }
+            state.events.append(contentsOf: events.prefix(taken))
+            let waiter = state.waiter
+            state.waiter = nil
+            return (taken, waiter)
+        }
+        waiter?.resume()
+        return taken
+    }
+
     /// Events waiting to be written.
     public var count: Int { state.withLock { $0.events.count - $0.head } }
 

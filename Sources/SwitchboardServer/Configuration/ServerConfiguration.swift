@@ -49,6 +49,11 @@ public struct ServerConfiguration: Sendable {
     public var auditBatchSize = 1000
     /// Days audit events are kept.
     public var auditRetentionDays = 90
+    /// Where audit events the store did not take before exit are written, and loaded from
+    /// at the next start.
+    public var auditSpillDirectory = "./audit-spill"
+    /// Seconds of store failures the final audit flush waits out before spilling to disk.
+    public var auditFlushGrace: Double = 10
     /// Frames kept per session for resume.
     public var replayLimits = ReplayBuffer.Limits()
     /// Largest REST request body in bytes.

@@ -72,16 +72,22 @@ struct HubService: Service {
     }
 }
 
-/// Deletes audit events past the retention period, hourly.
+/// Deletes audit events past the retention period, hourly, in whole UTC days
+/// (``AuditRetention/cutoff(now:days:)``).
 struct RetentionService: Service {
     let store: any Store
     let days: Int
     let clock: any WallClock
     let logger: Logger
+    /// Opens when the store is ready (PostgreSQL: migrated).
+    var storeReady: StartupGate?
 
     func run() async throws {
+        if let storeReady {
+            await cancelWhenGracefulShutdown { await storeReady.wait() }
+        }
         while !Task.isCancelledOrShuttingDown {
-            let cutoff = clock.now().addingTimeInterval(-Double(days) * 86_400)
+            let cutoff = AuditRetention.cutoff(now: clock.now(), days: days)
             do {
                 let removed = try await store.deleteEvents(before: cutoff)
                 if removed > 0 { logger.info("audit retention", metadata: ["removed": "\(removed)"]) }

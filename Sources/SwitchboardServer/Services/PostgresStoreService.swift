@@ -7,11 +7,18 @@ import Signaling
 /// Runs the PostgreSQL pool for the node's lifetime; at start applies the migrations
 /// (`--migrate`) or checks they were applied, and checks the master key against the stored
 /// secrets.
+///
+/// `prepared` opens after that and the first making of today's audit partitions; the audit
+/// writer and retention wait for it. Services start together: without it they would meet a
+/// database not yet migrated, and an insert racing the creation of its day's partition
+/// fails (SQLSTATE 23514, "violates partition constraint") and has to be retried. Later
+/// days' partitions are made two days ahead, so they do not race.
 struct PostgresStoreService: Service {
     let store: PostgresStore
     let configuration: ServerConfiguration
     let secrets: SecretBox
     let logger: Logger
+    var prepared = StartupGate()
 
     func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -24,6 +31,8 @@ struct PostgresStoreService: Service {
                 } catch {
                     logger.warning("could not create audit partitions", metadata: ["error": "\(error.message)"])
                 }
+                // Inserts work without the partition too (into the default one), just later.
+                if !prepared.isOpen { prepared.open() }
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(3600)) }
             }
             // Keep the pool until shutdown; the pool stops when this task is cancelled.

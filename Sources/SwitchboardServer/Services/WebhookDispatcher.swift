@@ -42,12 +42,18 @@ struct WebhookDispatcher: Service {
     let doorbell: Doorbell
     let clock: any WallClock
     let logger: Logger
+    /// Opens when the store is ready (PostgreSQL: migrated).
+    var storeReady: StartupGate?
 
     static let userAgent = "Switchboard-Webhooks/1"
     /// Most of a response body read (and ignored); a longer one is cut off.
     static let maxResponseBytes = 64 * 1024
 
     func run() async throws {
+        if let storeReady {
+            await cancelWhenGracefulShutdown { await storeReady.wait() }
+            guard storeReady.isOpen else { return }
+        }
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled

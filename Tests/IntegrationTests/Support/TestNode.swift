@@ -26,6 +26,7 @@ struct TestNode: Sendable {
         configuration.adminPort = 0
         configuration.sqlitePath = directory.appendingPathComponent("switchboard.sqlite").path
         configuration.masterKeyFile = directory.appendingPathComponent("switchboard.key").path
+        configuration.auditSpillDirectory = directory.appendingPathComponent("audit-spill").path
         configuration.nodeID = "test-node"
         configuration.drainTimeout = 1
         configuration.reconnectJitterMs = 50
