@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresStore
+import Synchronization
 import Testing
 
 /// A private PostgreSQL server made by `scripts/postgres start --new` for one test: one the
@@ -48,7 +49,12 @@ struct PostgresServer: Sendable {
             try await server.stop()
             return value
         } catch {
-            try? await server.stop()
+            if Task.isCancelled {
+                // Out of time (the suite's time limit): remove the server without waiting.
+                Self.launch(["stop", server.directory])
+            } else {
+                try? await server.stop()
+            }
             throw error
         }
     }
@@ -130,14 +136,22 @@ struct PostgresServer: Sendable {
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = stdout
         process.standardError = stderr
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
+        // Cancellable, so a suite's time limit ends the wait; the script then runs on alone
+        // (a `start` cancelled half-way leaves its server behind: its directory is unknown).
+        let exit = ExitWaiter()
+        let status = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                exit.wait(continuation)
+                process.terminationHandler = { exit.finish(.success($0.terminationStatus)) }
+                do {
+                    try process.run()
+                } catch {
+                    process.terminationHandler = nil
+                    exit.finish(.failure(error))
+                }
             }
+        } onCancel: {
+            exit.finish(.failure(CancellationError()))
         }
         let output = (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? ""
         guard status == 0 else {
@@ -145,5 +159,45 @@ struct PostgresServer: Sendable {
             throw TestFailure("scripts/postgres \(arguments.joined(separator: " ")) exited \(status): \(errors)")
         }
         return output
+    }
+
+    /// Starts `scripts/postgres` and does not wait for it.
+    private static func launch(_ arguments: [String]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["bash", script] + arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try? process.run()
+    }
+}
+
+/// Hands a process's exit status to one waiting continuation, once, whichever comes first:
+/// the exit, a failure to start, or cancellation.
+private final class ExitWaiter: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Int32, any Error>?
+        var result: Result<Int32, any Error>?
+    }
+
+    private let state = Mutex(State())
+
+    func wait(_ continuation: CheckedContinuation<Int32, any Error>) {
+        let result = state.withLock { state -> Result<Int32, any Error>? in
+            if state.result == nil { state.continuation = continuation }
+            return state.result
+        }
+        if let result { continuation.resume(with: result) }
+    }
+
+    func finish(_ result: Result<Int32, any Error>) {
+        let continuation = state.withLock { state -> CheckedContinuation<Int32, any Error>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(with: result)
     }
 }
