@@ -82,7 +82,8 @@ public final class SwitchboardNode: Sendable {
         let directory = Directory(store: store, secrets: secrets)
         let node = Node(
             configuration: configuration, store: store, directory: directory, tokens: AccessTokens(directory: directory, clock: clock),
-            hub: hub, bus: bus, presence: presence, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken)
+            hub: hub, bus: bus, presence: presence, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken,
+            storeReady: storeReady)
         self.node = node
 
         let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)

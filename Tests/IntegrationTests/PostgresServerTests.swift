@@ -103,3 +103,22 @@ struct PostgresServerTests {
         }
     }
 }
+
+@Suite("PostgreSQL readiness at start", .timeLimit(.minutes(1)))
+struct PostgresStartingReadinessTests {
+    /// Nothing listens on the database port: the node serves HTTP but is not ready, and says
+    /// why, until its start-up checks have run.
+    @Test func aNodeIsNotReadyBeforeItsDatabaseIsPrepared() async throws {
+        try await TestNode.with({
+            $0.databaseURL = "postgres://switchboard:switchboard@127.0.0.1:1/switchboard?sslmode=disable"
+            $0.migrate = true
+            $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+            $0.postgres.requestTimeout = .milliseconds(500)
+            $0.auditFlushGrace = 0.2
+        }, waitForReady: false) { node in
+            let ready = try await node.request(.get, "/readyz", admin: true)
+            #expect(ready.status == 503 && ready.text.contains(#""database":"starting""#), "\(ready.text)")
+            #expect(try await node.request(.get, "/healthz", admin: true).status == 200)
+        }
+    }
+}

@@ -37,11 +37,16 @@ struct AdminRoutes {
     private func readiness() async -> [String: String] {
         var checks: [String: String] = [:]
         checks["draining"] = node.hub.isDraining ? "draining" : "ok"
-        do {
-            try await node.store.ping()
-            checks["database"] = "ok"
-        } catch {
-            checks["database"] = "unavailable"
+        if let gate = node.storeReady, !gate.isOpen {
+            // Still migrating or checking the master key: the schema may not be there yet.
+            checks["database"] = "starting"
+        } else {
+            do {
+                try await node.store.ping()
+                checks["database"] = "ok"
+            } catch {
+                checks["database"] = "unavailable"
+            }
         }
         checks["bus"] = await node.bus.isAvailable() ? "ok" : "unavailable"
         return checks

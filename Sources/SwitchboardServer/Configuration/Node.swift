@@ -17,6 +17,9 @@ struct Node: Sendable {
     var clock: any WallClock
     var logger: Logger
     var adminToken: String
+    /// Opens once the store is prepared (PostgreSQL: migrated, master key checked); nil
+    /// when there is nothing to wait for.
+    var storeReady: StartupGate? = nil
 
     var nodeID: String { configuration.nodeID }
 

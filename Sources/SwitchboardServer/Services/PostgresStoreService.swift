@@ -23,7 +23,14 @@ struct PostgresStoreService: Service {
     func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await store.run() }
-            try await prepare()
+            do {
+                // Waits for the database as long as it takes, unless the node stops first.
+                try await cancelWhenGracefulShutdown { try await prepare() }
+            } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+                logger.notice("stopped before the database could be prepared")
+                group.cancelAll()
+                return
+            }
             // Daily audit partitions, made ahead of time (hourly is plenty).
             while !Task.isCancelledOrShuttingDown {
                 do throws(StoreError) {

@@ -34,8 +34,11 @@ struct TestNode: Sendable {
     }
 
     /// Runs `body` against a fresh node, then shuts it down gracefully.
+    /// `waitForReady`: first wait (up to 10 s) until `/readyz` says ready, as a load
+    /// balancer would (a PostgreSQL node is not until its migrations ran).
     static func with<T: Sendable>(
         _ configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+        waitForReady: Bool = true,
         _ body: @Sendable (TestNode) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-test-\(UUID().uuidString)")
@@ -51,6 +54,12 @@ struct TestNode: Sendable {
             guard let ports = await node.waitUntilListening() else { throw TestFailure("the node did not start") }
             let test = TestNode(node: node, publicPort: ports.public, adminPort: ports.admin, directory: directory)
             do {
+                if waitForReady {
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while try await test.request(.get, "/readyz", admin: true).status != 200, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
                 let value = try await body(test)
                 await node.shutdown()
                 try await group.waitForAll()
