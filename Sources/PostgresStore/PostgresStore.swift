@@ -195,8 +195,9 @@ public final class PostgresStore: Store {
 
     // MARK: Audit
 
-    /// Rows per INSERT statement: PostgreSQL allows 65535 bind parameters; 9 a row (+ 1).
-    static let insertChunk = 2000
+    /// Rows per INSERT statement (a batch of the audit writer is 1000 by default): bigger
+    /// ones are split to keep each statement's arrays moderate.
+    static let insertChunk = 5000
 
     /// Multi-row INSERTs, one statement per chunk; `ON CONFLICT DO NOTHING` makes a batch that
     /// is retried after a lost answer harmless. U+0000, which PostgreSQL cannot store, is
@@ -205,33 +206,34 @@ public final class PostgresStore: Store {
     public func appendEvents(_ events: [AuditEvent]) async throws(StoreError) {
         var start = 0
         while start < events.count {
-            let chunk = events[start..<min(events.count, start + Self.insertChunk)]
-            var bindings = PostgresBindings(capacity: chunk.count * 9)
-            var values: [String] = []
-            values.reserveCapacity(chunk.count)
-            for (row, original) in chunk.enumerated() {
-                let event = original.replacingNUL()
-                let base = row * 9
-                values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5), $\(base + 6), $\(base + 7), $\(base + 8), $\(base + 9)::json)")
-                bindings.append(event.id)
-                bindings.append(event.tenantID)
-                bindings.append(event.type.rawValue)
-                bindings.append(Self.ms(event.time))
-                bindings.append(event.node)
-                bindings.append(event.room)
-                bindings.append(event.peer)
-                bindings.append(event.session)
-                bindings.append(event.data.description)
-            }
+            let chunk = events[start..<min(events.count, start + Self.insertChunk)].map { $0.replacingNUL() }
+            // One array per column, spread into rows by unnest: ten bind parameters however
+            // many rows, which PostgreSQL parses and binds much faster than thousands of
+            // scalars. Absent room/peer/session travel as '' (never a valid value: ids are
+            // non-empty) and become NULL again.
+            var bindings = PostgresBindings(capacity: 10)
+            bindings.append(chunk.map(\.id))
+            bindings.append(chunk.map(\.tenantID))
+            bindings.append(chunk.map(\.type.rawValue))
+            bindings.append(chunk.map { Self.ms($0.time) })
+            bindings.append(chunk.map(\.node))
+            bindings.append(chunk.map { $0.room ?? "" })
+            bindings.append(chunk.map { $0.peer ?? "" })
+            bindings.append(chunk.map { $0.session ?? "" })
+            bindings.append(chunk.map(\.data.description))
+            bindings.append(Date())
             // One statement: the events, and the webhook outbox rows for those of them that
             // were new and that their tenant's webhook takes (atomic without a transaction).
-            bindings.append(Date())
-            let now = "$\(bindings.count)"
-            let sql = "WITH inserted AS (INSERT INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data) VALUES "
-                + values.joined(separator: ", ") + " ON CONFLICT DO NOTHING RETURNING id, tenant_id, type, time) "
-                + """
+            let sql = """
+                WITH inserted AS (
+                    INSERT INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data)
+                    SELECT id, tenant_id, type, time, node, NULLIF(room, ''), NULLIF(peer, ''), NULLIF(session, ''), data::json
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                        AS e(id, tenant_id, type, time, node, room, peer, session, data)
+                    ON CONFLICT DO NOTHING RETURNING id, tenant_id, type, time
+                )
                 INSERT INTO webhook_deliveries (tenant_id, event_id, event_time, next_attempt_at, created_at)
-                SELECT i.tenant_id, i.id, i.time, \(now), \(now) FROM inserted i JOIN webhooks w ON w.tenant_id = i.tenant_id
+                SELECT i.tenant_id, i.id, i.time, $10, $10 FROM inserted i JOIN webhooks w ON w.tenant_id = i.tenant_id
                 WHERE w.events IS NULL OR i.type = ANY (w.events) ON CONFLICT DO NOTHING
                 """
             _ = try await execute(PostgresQuery(unsafeSQL: sql, binds: bindings))
