@@ -234,7 +234,7 @@ public final class PostgresStore: Store {
                 )
                 INSERT INTO webhook_deliveries (tenant_id, event_id, event_time, next_attempt_at, created_at)
                 SELECT i.tenant_id, i.id, i.time, $10, $10 FROM inserted i JOIN webhooks w ON w.tenant_id = i.tenant_id
-                WHERE w.events IS NULL OR i.type = ANY (w.events) ON CONFLICT DO NOTHING
+                WHERE i.time >= w.created_at AND (w.events IS NULL OR i.type = ANY (w.events)) ON CONFLICT DO NOTHING
                 """
             _ = try await execute(PostgresQuery(unsafeSQL: sql, binds: bindings))
             start += Self.insertChunk

@@ -234,14 +234,17 @@ public final class SQLiteStore: Store {
                 binds
             ))
             // The webhook outbox, in the same transaction: a delivery for each of these
-            // events that its tenant's webhook takes.
+            // events that its tenant's webhook takes, recorded since the webhook was set.
+            // (Unlike PostgreSQL's RETURNING, this also matches events of the batch that
+            // were stored already, as when a spill file is loaded twice: delivery is at
+            // least once.)
             let now = SQLiteData.integer(Int(Timestamp.milliseconds(Date())))
             let ids = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
             statements.append((
                 """
                 INSERT OR IGNORE INTO webhook_deliveries (tenant_id, event_id, attempts, next_attempt_at, created_at)
                 SELECT e.tenant_id, e.id, 0, ?, ? FROM audit_events e JOIN webhooks w ON w.tenant_id = e.tenant_id
-                WHERE e.id IN (\(ids)) AND (w.events IS NULL OR instr(w.events, '"' || e.type || '"') > 0)
+                WHERE e.id IN (\(ids)) AND e.time >= w.created_at AND (w.events IS NULL OR instr(w.events, '"' || e.type || '"') > 0)
                 """,
                 [now, now] + chunk.map { .text($0.id) }
             ))

@@ -217,7 +217,11 @@ enum StoreContract {
         #expect(try await store.pendingDeliveryCount() == 0)
         // Deliveries queued before a cutoff expire.
         try await store.putWebhook(acme)
-        try await store.appendEvents([AuditEvent(type: .sessionEnded, tenantID: "acme", node: "n1")])
+        // (Events recorded before the webhook was set are not queued.)
+        try await store.appendEvents([
+            AuditEvent(type: .sessionEnded, tenantID: "acme", time: now.addingTimeInterval(-1), node: "n1"),
+            AuditEvent(type: .sessionEnded, tenantID: "acme", time: now.addingTimeInterval(20), node: "n1"),
+        ])
         #expect(try await store.pendingDeliveryCount() == 1)
         #expect(try await store.expireDeliveries(queuedBefore: Date().addingTimeInterval(60)) == 1)
         #expect(try await store.pendingDeliveryCount() == 0)

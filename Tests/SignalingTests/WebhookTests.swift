@@ -23,6 +23,9 @@ struct WebhookTests {
         #expect(!WebhookSignature.verify(header: moved, secret: "whsec_a", body: body, now: 1000))
         #expect(!WebhookSignature.verify(header: "garbage", secret: "whsec_a", body: body, now: 1000))
         #expect(!WebhookSignature.verify(header: "", secret: "whsec_a", body: body, now: 1000))
+        // A forged extreme timestamp is refused, not a crash.
+        #expect(!WebhookSignature.verify(header: "t=-9223372036854775808,v1=00", secret: "whsec_a", body: body, now: 1000))
+        #expect(!WebhookSignature.verify(header: "t=9223372036854775807,v1=00", secret: "whsec_a", body: body, now: -1000))
     }
 
     @Test func payloadIsTheAuditEventInTheAPIShapeWithDataVerbatim() throws {

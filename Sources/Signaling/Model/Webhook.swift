@@ -114,7 +114,9 @@ public enum WebhookSignature {
             default: continue
             }
         }
-        guard let timestamp, abs(now - timestamp) <= tolerance else { return false }
+        guard let timestamp else { return false }
+        let (skew, overflow) = now.subtractingReportingOverflow(timestamp)
+        guard !overflow, skew.magnitude <= tolerance.magnitude else { return false }
         let expected = hex(mac(secret: secret, timestamp: timestamp, body: body))
         return signatures.contains { APIKeyGenerator.constantTimeEquals($0, expected) }
     }

@@ -46,6 +46,13 @@ struct WebhookDispatcher: Service {
     var storeReady: StartupGate?
 
     static let userAgent = "Switchboard-Webhooks/1"
+
+    /// The lease: at least the setting, and long enough for a whole tenant's share of a
+    /// batch at the request timeout, so no other node claims a row still waiting here.
+    var lease: Duration {
+        let rounds = (settings.batchSize + settings.perTenantConcurrency - 1) / max(settings.perTenantConcurrency, 1)
+        return max(settings.lease, settings.timeout * (rounds + 1) + .seconds(60))
+    }
     /// Most of a response body read (and ignored); a longer one is cut off.
     static let maxResponseBytes = 64 * 1024
 
@@ -59,6 +66,9 @@ struct WebhookDispatcher: Service {
         configuration.decompression = .disabled
         let timeout = TimeAmount.nanoseconds(Int64(settings.timeout.nanoseconds))
         configuration.timeout = HTTPClient.Configuration.Timeout(connect: timeout, read: timeout)
+        // Tenants often share a receiver's host (a SaaS's webhook endpoint): allow a whole
+        // batch at once rather than AsyncHTTPClient's default of 8 connections per host.
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.batchSize)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration, backgroundActivityLogger: logger)
         await loop(client: client)
         try? await client.shutdown()
@@ -85,7 +95,7 @@ struct WebhookDispatcher: Service {
             let claimed: [WebhookDelivery]
             do {
                 claimed = try await store.claimDeliveries(
-                    now: now, leaseUntil: now.addingTimeInterval(settings.lease.seconds), limit: settings.batchSize,
+                    now: now, leaseUntil: now.addingTimeInterval(lease.seconds), limit: settings.batchSize,
                     excluding: Array(paused.keys))
                 backoff = .zero
             } catch {
@@ -116,7 +126,7 @@ struct WebhookDispatcher: Service {
     /// Drops deliveries past their retry period that no attempt will remove (their tenant's
     /// webhook kept failing, so they were never claimed again in time).
     private func sweep() async {
-        let cutoff = clock.now().addingTimeInterval(-(settings.retry.maxAge + settings.lease).seconds)
+        let cutoff = clock.now().addingTimeInterval(-(settings.retry.maxAge + lease).seconds)
         guard let expired = try? await store.expireDeliveries(queuedBefore: cutoff), expired > 0 else { return }
         metrics.webhookExpired.increment(by: expired)
         logger.warning("webhook deliveries given up", metadata: ["deliveries": "\(expired)"])
@@ -142,11 +152,16 @@ struct WebhookDispatcher: Service {
         }
         // Not tried (an earlier one failed, or the node is stopping): back to the outbox,
         // attempts unchanged.
+        // If the store fails, stop: the lease hands the rest out again later anyway.
         let release = retryAt ?? clock.now()
         for delivery in waiting {
-            try? await store.rescheduleDelivery(
-                tenantID: delivery.tenantID, eventID: delivery.eventID, attempts: delivery.attempts, next: release,
-                error: "not attempted: waiting for the webhook to recover")
+            do {
+                try await store.rescheduleDelivery(
+                    tenantID: delivery.tenantID, eventID: delivery.eventID, attempts: delivery.attempts, next: release,
+                    error: "not attempted: waiting for the webhook to recover")
+            } catch {
+                break
+            }
         }
         return retryAt
     }
@@ -206,11 +221,20 @@ struct WebhookDispatcher: Service {
         request.body = .bytes(ByteBuffer(bytes: body))
         let started = ContinuousClock.now
         defer { metrics.webhookLatency.recordNanoseconds(Int64((ContinuousClock.now - started).nanoseconds)) }
+        let timeout = settings.timeout
+        let logger = self.logger
+        let prepared = request
         do {
-            let response = try await client.execute(request, timeout: .nanoseconds(Int64(settings.timeout.nanoseconds)), logger: logger)
-            // Read (and drop) the body so the connection can be reused.
-            _ = try? await response.body.collect(upTo: Self.maxResponseBytes)
-            return (200..<300).contains(response.status.code) ? nil : "HTTP \(response.status.code)"
+            // One deadline over the whole exchange, body included (see `Deadline`).
+            let status = try await Deadline.run(timeout: timeout) {
+                let response = try await client.execute(prepared, timeout: .nanoseconds(Int64(timeout.nanoseconds)), logger: logger)
+                // Read (and drop) the body so the connection can be reused.
+                _ = try? await response.body.collect(upTo: Self.maxResponseBytes)
+                return response.status.code
+            }
+            return (200..<300).contains(status) ? nil : "HTTP \(status)"
+        } catch is Deadline.Exceeded {
+            return "no complete answer within \(timeout)"
         } catch let error as HTTPClientError {
             return "\(error)"
         } catch {

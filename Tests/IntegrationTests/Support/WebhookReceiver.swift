@@ -11,6 +11,8 @@ final class WebhookReceiver: Sendable {
         case status(Int)
         /// Waits this long, then answers 200 (the sender has given up by then).
         case hang(Duration)
+        /// Answers 200 at once, then sends its body a byte at a time, for this long.
+        case trickle(Duration)
     }
 
     struct Received: Sendable {
@@ -75,6 +77,15 @@ final class WebhookReceiver: Sendable {
             case .hang(let duration):
                 try? await Task.sleep(for: duration)
                 return Response(status: .ok)
+            case .trickle(let duration):
+                return Response(status: .ok, body: ResponseBody { writer in
+                    let end = ContinuousClock.now + duration
+                    while ContinuousClock.now < end {
+                        try await writer.write(ByteBuffer(string: "."))
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    try await writer.finish(nil)
+                })
             }
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)

@@ -2,17 +2,20 @@ import Synchronization
 
 /// Races an operation against a timeout and returns as soon as either ends.
 ///
-/// A task group would be simpler, but leaving a group waits for every child, and
-/// postgres-nio's wait for a pooled connection does not always end when cancelled: with
-/// the server refusing connections and a connection killed mid-start, a cancelled query
-/// was seen waiting until the server came back, so every store call (and `/readyz`) hung
-/// instead of answering `unavailable`. Here the operation runs in a task of its own; when
-/// the timeout wins, that task is cancelled and left to end by itself (it holds no lock and
-/// its result is dropped), and the caller goes on at once.
-enum Deadline {
-    struct Exceeded: Error {}
+/// A task group would be simpler, but leaving a group waits for every child, and not every
+/// library ends promptly when cancelled: postgres-nio's wait for a pooled connection was
+/// seen waiting until the server came back (the server refusing connections, a connection
+/// killed mid-start), so every store call (and `/readyz`) hung instead of answering
+/// `unavailable`; and AsyncHTTPClient's request deadline stops at the response head, so a
+/// webhook receiver trickling its body could hold a delivery for days. Here the operation
+/// runs in a task of its own; when the timeout wins, that task is cancelled and left to
+/// end by itself (its result is dropped), and the caller goes on at once.
+public enum Deadline {
+    public struct Exceeded: Error {
+        public init() {}
+    }
 
-    static func run<T: Sendable>(timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    public static func run<T: Sendable>(timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let race = Race<T>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
