@@ -45,6 +45,21 @@ public struct AuditEvent: Sendable, Equatable {
     }
 }
 
+extension AuditEvent {
+    /// Writes the API shape's fields before `data` — `id, type, tenant, time, node, room?,
+    /// peer?, session?` — into an open object (REST bodies, webhook bodies, spill lines).
+    public func writeFields(to writer: inout JSONWriter) {
+        writer.field("id", id)
+        writer.field("type", type.rawValue)
+        writer.field("tenant", tenantID)
+        writer.field("time", Timestamp.format(time))
+        writer.field("node", node)
+        if let room { writer.field("room", room) }
+        if let peer { writer.field("peer", peer) }
+        if let session { writer.field("session", session) }
+    }
+}
+
 /// A query over the audit log, newest first, keyset-paginated by id.
 public struct AuditQuery: Sendable, Equatable {
     public var tenantID: String

@@ -13,14 +13,7 @@ public enum AuditEventLine {
     public static func append(_ event: AuditEvent, to bytes: inout [UInt8]) {
         var writer = JSONWriter(capacity: 192 + event.data.bytes.count)
         writer.beginObject()
-        writer.field("id", event.id)
-        writer.field("type", event.type.rawValue)
-        writer.field("tenant", event.tenantID)
-        writer.field("time", Timestamp.format(event.time))
-        writer.field("node", event.node)
-        if let room = event.room { writer.field("room", room) }
-        if let peer = event.peer { writer.field("peer", peer) }
-        if let session = event.session { writer.field("session", session) }
+        event.writeFields(to: &writer)
         writer.key("data")
         bytes.append(contentsOf: writer.bytes)
         // Validated JSON has no raw line break inside a string: any there is whitespace.

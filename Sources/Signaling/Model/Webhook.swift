@@ -147,14 +147,7 @@ public enum WebhookPayload {
     public static func body(_ event: AuditEvent) -> [UInt8] {
         var writer = JSONWriter(capacity: 256 + event.data.bytes.count)
         writer.beginObject()
-        writer.field("id", event.id)
-        writer.field("type", event.type.rawValue)
-        writer.field("tenant", event.tenantID)
-        writer.field("time", Timestamp.format(event.time))
-        writer.field("node", event.node)
-        if let room = event.room { writer.field("room", room) }
-        if let peer = event.peer { writer.field("peer", peer) }
-        if let session = event.session { writer.field("session", session) }
+        event.writeFields(to: &writer)
         writer.field("data", event.data)
         writer.endObject()
         return writer.bytes
