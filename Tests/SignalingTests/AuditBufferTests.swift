@@ -146,6 +146,15 @@ import Testing
         #expect(buffer.count == 0)
     }
 
+    @Test func aWakeBeforeTheWaitIsNotLost() async {
+        let buffer = AuditBuffer()
+        buffer.wake()  // e.g. shutdown between the writer's check and its wait
+        #expect(await Self.within(5) { await buffer.waitForEvents() })
+        // Used up: the next wait waits again.
+        #expect(await Self.within(0.2) { await buffer.waitForEvents() } == false)
+        buffer.wake()
+    }
+
     @Test func auditEventTypesAreTheSpecNames() {
         #expect(AuditEventType.sessionStarted.rawValue == "session.started")
         #expect(AuditEventType.sessionResumed.rawValue == "session.resumed")

@@ -9,6 +9,8 @@ public final class AuditBuffer: Sendable {
         var head = 0
         var dropped: UInt64 = 0
         var waiter: CheckedContinuation<Void, Never>?
+        /// A ``wake()`` with nobody waiting: the next wait returns at once.
+        var woken = false
     }
 
     public let capacity: Int
@@ -87,7 +89,10 @@ public final class AuditBuffer: Sendable {
     public func waitForEvents() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { state -> Bool in
-                if state.events.count > state.head { return true }
+                if state.events.count > state.head || state.woken {
+                    state.woken = false
+                    return true
+                }
                 state.waiter?.resume()
                 state.waiter = continuation
                 return false
@@ -101,6 +106,7 @@ public final class AuditBuffer: Sendable {
         let waiter = state.withLock { state in
             let waiter = state.waiter
             state.waiter = nil
+            if waiter == nil { state.woken = true }
             return waiter
         }
         waiter?.resume()
