@@ -233,21 +233,27 @@ public final class SQLiteStore: Store {
                 "INSERT OR IGNORE INTO audit_events (id, tenant_id, type, time, node, room, peer, session, data) VALUES \(placeholders)",
                 binds
             ))
-            // The webhook outbox, in the same transaction: a delivery for each of these
-            // events that its tenant's webhook takes, recorded since the webhook was set.
-            // (Unlike PostgreSQL's RETURNING, this also matches events of the batch that
-            // were stored already, as when a spill file is loaded twice: delivery is at
-            // least once.)
+            // The webhook outbox, in the same transaction and before the events go in: a
+            // delivery for each event of this chunk that is not stored yet (a batch or a
+            // spill file stored twice queues nothing twice), that its tenant's webhook
+            // takes and that was recorded since the webhook was set.
             let now = SQLiteData.integer(Int(Timestamp.milliseconds(Date())))
-            let ids = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-            statements.append((
+            let rows = Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            var outbox: [SQLiteData] = []
+            outbox.reserveCapacity(chunk.count * 4 + 2)
+            for event in chunk {
+                outbox += [.text(event.id), .text(event.tenantID), .text(event.type.rawValue), .integer(Int(Timestamp.milliseconds(event.time)))]
+            }
+            statements.insert((
                 """
+                WITH batch(id, tenant_id, type, time) AS (VALUES \(rows))
                 INSERT OR IGNORE INTO webhook_deliveries (tenant_id, event_id, attempts, next_attempt_at, created_at)
-                SELECT e.tenant_id, e.id, 0, ?, ? FROM audit_events e JOIN webhooks w ON w.tenant_id = e.tenant_id
-                WHERE e.id IN (\(ids)) AND e.time >= w.created_at AND (w.events IS NULL OR instr(w.events, '"' || e.type || '"') > 0)
+                SELECT b.tenant_id, b.id, 0, ?, ? FROM batch b JOIN webhooks w ON w.tenant_id = b.tenant_id
+                WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = b.id) AND b.time >= w.created_at
+                AND (w.events IS NULL OR instr(w.events, '"' || b.type || '"') > 0)
                 """,
-                [now, now] + chunk.map { .text($0.id) }
-            ))
+                outbox + [now, now]
+            ), at: statements.count - 1)
             start += Self.insertChunk
         }
         try await transaction(statements)

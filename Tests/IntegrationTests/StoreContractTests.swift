@@ -184,6 +184,9 @@ enum StoreContract {
         // Delivered: gone.
         try await store.finishDelivery(tenantID: "acme", eventID: events[0].id)
         #expect(try await store.pendingDeliveryCount() == 3)
+        // Storing the batch again (a spill file loaded twice) does not queue a delivered event again.
+        try await store.appendEvents(events)
+        #expect(try await store.pendingDeliveryCount() == 3)
         // The lease ends: handed out again, oldest first, limited.
         let expired = try await store.claimDeliveries(now: clock.addingTimeInterval(120), leaseUntil: clock.addingTimeInterval(180), limit: 2)
         #expect(expired.count == 2)
