@@ -198,9 +198,7 @@ struct PostgresAuditSpillTests {
             let masterKey = Data(repeating: 7, count: 32).base64EncodedString()
             let configure: @Sendable (inout ServerConfiguration) -> Void = {
                 $0.masterKey = masterKey  // both nodes open the same secrets
-                $0.databaseURL = url
-                $0.migrate = true
-                $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                $0.usePostgres(url)
                 $0.auditSpillDirectory = spill.path
                 $0.auditFlushGrace = 0.5
                 $0.postgres.requestTimeout = .seconds(1)

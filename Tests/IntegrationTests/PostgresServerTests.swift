@@ -12,9 +12,7 @@ struct PostgresServerTests {
         try await PostgresServer.with { server in
             try await PostgresServer.migrate(server.url)
             try await TestNode.with({
-                $0.databaseURL = server.url
-                $0.migrate = true
-                $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                $0.usePostgres(server.url)
                 // Store calls give up (`unavailable`) after 2 s instead of 5: a shorter test.
                 $0.postgres.requestTimeout = .seconds(2)
             }) { node in
@@ -110,9 +108,7 @@ struct PostgresStartingReadinessTests {
     /// why, until its start-up checks have run.
     @Test func aNodeIsNotReadyBeforeItsDatabaseIsPrepared() async throws {
         try await TestNode.with({
-            $0.databaseURL = "postgres://switchboard:switchboard@127.0.0.1:1/switchboard?sslmode=disable"
-            $0.migrate = true
-            $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+            $0.usePostgres("postgres://switchboard:switchboard@127.0.0.1:1/switchboard?sslmode=disable")
             $0.postgres.requestTimeout = .milliseconds(500)
             $0.auditFlushGrace = 0.2
         }, waitForReady: false) { node in

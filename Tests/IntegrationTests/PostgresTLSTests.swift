@@ -58,9 +58,7 @@ struct PostgresTLSTests {
             let url = server.url("sslmode=verify-full&sslrootcert=\(ca)")
             try await PostgresServer.migrate(url)
             try await TestNode.with({
-                $0.databaseURL = url
-                $0.migrate = true
-                $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                $0.usePostgres(url)
             }) { node in
                 let tenant = try await node.createTenant()
                 #expect(try await node.request(.get, "/readyz", admin: true).status == 200)

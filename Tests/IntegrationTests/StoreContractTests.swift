@@ -346,9 +346,7 @@ struct PostgresNodeTests {
     @Test func aNodeRunsOnPostgreSQLEndToEnd() async throws {
         try await PostgresTestDatabase.with { _, url in
             try await TestNode.with({
-                $0.databaseURL = url
-                $0.migrate = true
-                $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                $0.usePostgres(url)
             }) { node in
                 let tenant = try await node.createTenant()
                 let alice = try await node.join(tenant, peer: "alice")
@@ -409,9 +407,7 @@ struct PostgresOutageTests {
                 group.addTask { await admin.run() }
                 defer { group.cancelAll() }
                 try await TestNode.with({
-                    $0.databaseURL = url
-                    $0.migrate = true
-                    $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                    $0.usePostgres(url)
                 }) { node in
                     let tenant = try await node.createTenant()
                     let alice = try await node.join(tenant, peer: "alice")

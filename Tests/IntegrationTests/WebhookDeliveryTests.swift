@@ -255,8 +255,7 @@ struct PostgresWebhookDeliveryTests {
     @Test func deliversSignedEventsOfTheChosenTypes() async throws {
         try await PostgresTestDatabase.with { _, url in
             try await WebhookScenarios.deliversSignedEventsOfTheChosenTypes {
-                $0.databaseURL = url
-                $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                $0.usePostgres(url, migrate: false)
             }
         }
     }
@@ -264,8 +263,7 @@ struct PostgresWebhookDeliveryTests {
     @Test func retriesThroughFailuresAndTimeoutsUntilTheReceiverRecovers() async throws {
         try await PostgresTestDatabase.with { _, url in
             try await WebhookScenarios.retriesUntilTheReceiverRecovers {
-                $0.databaseURL = url
-                $0.migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+                $0.usePostgres(url, migrate: false)
             }
         }
     }

@@ -182,9 +182,8 @@ public struct WebhookRetryPolicy: Sendable, Equatable {
     /// The next attempt's time, or nil to give up. `jitter` is in 0...1 (0.5 = none).
     public func nextAttempt(afterAttempts attempts: Int, queuedAt: Date, now: Date, jitter: Double) -> Date? {
         let base = delay(afterAttempts: attempts)
-        let seconds = Double(base.components.seconds) + Double(base.components.attoseconds) / 1e18
-        let next = now.addingTimeInterval(seconds * (0.8 + 0.4 * min(max(jitter, 0), 1)))
-        let deadline = queuedAt.addingTimeInterval(Double(maxAge.components.seconds) + Double(maxAge.components.attoseconds) / 1e18)
+        let next = now.addingTimeInterval(base.seconds * (0.8 + 0.4 * min(max(jitter, 0), 1)))
+        let deadline = queuedAt.addingTimeInterval(maxAge.seconds)
         return next <= deadline ? next : nil
     }
 }

@@ -242,11 +242,3 @@ struct WebhookDispatcher: Service {
         }
     }
 }
-
-extension Duration {
-    /// Seconds, as a TimeInterval.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

@@ -277,3 +277,13 @@ final class TestPeer: Sendable {
         await task?.value
     }
 }
+
+extension ServerConfiguration {
+    /// Runs the node on the PostgreSQL database at `url`, with the repository's migrations
+    /// (applied at start when `migrate`).
+    mutating func usePostgres(_ url: String, migrate: Bool = true) {
+        databaseURL = url
+        self.migrate = migrate
+        migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
+    }
+}

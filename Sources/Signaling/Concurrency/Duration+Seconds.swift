@@ -1,0 +1,7 @@
+extension Duration {
+    /// Seconds, as a TimeInterval.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
