@@ -30,18 +30,52 @@ public struct Migrator: Sendable {
         self.logger = logger
     }
 
+    /// The migrations compiled into this binary from the package's `migrations/*.sql` (SPEC §1:
+    /// they travel with the binary, so no working directory is needed).
+    public static func bundled() throws -> [Migration] {
+        try parse(BundledMigrations.files.map { ($0.name, $0.bytes) })
+    }
+
+    /// The bundled migrations, or the `NNNN_name.sql` files of `directory` when one is given
+    /// (`SWITCHBOARD_MIGRATIONS_DIR`).
+    public static func load(directory: String?) throws -> [Migration] {
+        guard let directory else { return try bundled() }
+        return try load(from: URL(fileURLWithPath: directory))
+    }
+
     /// Reads `NNNN_name.sql` files from `directory`, sorted by number.
     public static func load(from directory: URL) throws -> [Migration] {
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw Failure(description: "the migrations directory \(directory.path) does not exist; unset SWITCHBOARD_MIGRATIONS_DIR (--migrations-dir) to use the migrations built into this binary")
+        }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
+        } catch {
+            throw Failure(description: "cannot list the migrations directory \(directory.path): check its permissions")
+        }
+        return try parse(names.map { name in
+            guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(name).path) else {
+                throw Failure(description: "cannot read the migration \(directory.appendingPathComponent(name).path): check its permissions")
+            }
+            return (name, [UInt8](data))
+        })
+    }
+
+    /// Orders named SQL files by their number and checksums them.
+    static func parse(_ files: [(name: String, bytes: [UInt8])]) throws -> [Migration] {
         var seen = Set<Int>()
         return try files.map { file in
-            guard let version = Int(file.prefix { $0.isNumber }), !file.prefix(while: { $0.isNumber }).isEmpty else {
-                throw Failure(description: "migration file \(file) must start with its number, like 0001_initial.sql")
+            guard let version = Int(file.name.prefix { $0.isNumber }), !file.name.prefix(while: { $0.isNumber }).isEmpty else {
+                throw Failure(description: "migration file \(file.name) must start with its number, like 0001_initial.sql")
             }
             guard seen.insert(version).inserted else { throw Failure(description: "two migrations are numbered \(version)") }
-            let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            guard let sql = String(validating: file.bytes, as: UTF8.self) else {
+                throw Failure(description: "migration file \(file.name) is not valid UTF-8")
+            }
             let digest = SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
-            return Migration(version: version, name: file, sql: sql, checksum: digest)
+            return Migration(version: version, name: file.name, sql: sql, checksum: digest)
         }.sorted { $0.version < $1.version }
     }
 

@@ -138,7 +138,9 @@ public final class SwitchboardNode: Sendable {
             hub: node.hub, metrics: node.metrics,
             limits: FrameLimits(maxFrameBytes: configuration.maxFrameBytes),
             heartbeat: .seconds(Int64(configuration.heartbeatSeconds)),
-            resumeWindow: .milliseconds(Int64(configuration.resumeWindow * 1000)), logger: node.logger,
+            resumeWindow: .milliseconds(Int64(configuration.resumeWindow * 1000)),
+            floodCloseAfter: configuration.floodCloseSeconds > 0 ? .milliseconds(Int64(configuration.floodCloseSeconds * 1000)) : nil,
+            logger: node.logger,
             iceServers: { tenantID, peerId in
                 let (credentials, servers) = node.iceServers(tenantID: tenantID, peerId: peerId, ttl: configuration.turnCredentialTTL)
                 return ((try? RawJSON(encoding: servers)) ?? .emptyArray, credentials?.expiresAt)
@@ -248,13 +250,9 @@ enum MasterKey {
 }
 
 /// `Docs/openapi.yaml`, bundled with the server.
+/// `Resources/openapi.yaml`, compiled into the binary by the EmbedFiles plugin.
 enum OpenAPIDocument {
-    static let bytes: [UInt8] = {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
-            let data = try? Data(contentsOf: url)
-        else { return Array("openapi: 3.1.0\n".utf8) }
-        return [UInt8](data)
-    }()
+    static let bytes: [UInt8] = BundledOpenAPI.files.first?.bytes ?? []
 }
 
 extension Tenant: ResponseEncodable {}

@@ -23,6 +23,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("turn-secrets"), help: "Comma-separated TURN secrets; the first signs (SWITCHBOARD_TURN_SECRETS).") var turnSecrets: String?
     @Option(name: .customLong("turn-urls"), help: "Comma-separated turn:/stun: URLs (SWITCHBOARD_TURN_URLS).") var turnURLs: String?
     @Option(name: .customLong("heartbeat-seconds"), help: "Server ping period (SWITCHBOARD_HEARTBEAT_SECONDS, default 20).") var heartbeatSeconds: Int?
+    @Option(name: .customLong("flood-close-seconds"), help: "Seconds of sustained rate-limit refusals before a connection is closed with 1008; 0 never (SWITCHBOARD_FLOOD_CLOSE_SECONDS, default 5).") var floodCloseSeconds: Double?
     @Option(name: .customLong("max-frame-bytes"), help: "Largest client frame (SWITCHBOARD_MAX_FRAME_BYTES, default 65536).") var maxFrameBytes: Int?
     @Option(name: .customLong("audit-buffer"), help: "Audit events buffered in memory (SWITCHBOARD_AUDIT_BUFFER, default 100000).") var auditBuffer: Int?
     @Option(name: .customLong("audit-retention-days"), help: "Days audit events are kept (SWITCHBOARD_AUDIT_RETENTION_DAYS, default 90).") var auditRetentionDays: Int?
@@ -31,7 +32,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace…critical (SWITCHBOARD_LOG_LEVEL, default info).") var logLevel: String?
     @Option(name: .customLong("log-format"), help: "json or text (SWITCHBOARD_LOG_FORMAT, default json).") var logFormat: String?
     @Flag(help: "Apply database migrations at start (PostgreSQL).") var migrate = false
-    @Option(name: .customLong("migrations-dir"), help: "Directory of the PostgreSQL migrations (SWITCHBOARD_MIGRATIONS_DIR, default ./migrations).") var migrationsDirectory: String?
+    @Option(name: .customLong("migrations-dir"), help: "Directory of PostgreSQL migrations to use instead of the ones built into the binary (SWITCHBOARD_MIGRATIONS_DIR).") var migrationsDirectory: String?
     @Option(name: .customLong("db-pool-size"), help: "Most PostgreSQL connections (SWITCHBOARD_DB_POOL_SIZE, default 20).") var poolSize: Int?
     @Option(name: .customLong("db-statement-timeout"), help: "Seconds a PostgreSQL statement may run (SWITCHBOARD_DB_STATEMENT_TIMEOUT, default 10).") var statementTimeout: Double?
 
@@ -44,18 +45,15 @@ struct Serve: AsyncParsableCommand {
         let format = Settings().string(logFormat, "SWITCHBOARD_LOG_FORMAT") ?? "json"
         LogSetup.bootstrap(level: configuration.logLevel, format: format)
         let logger = Logger(label: "switchboard")
-        let node: SwitchboardNode
-        do {
-            node = try await SwitchboardNode.make(configuration: configuration, logger: logger)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await node.run() }
-            if let ports = await node.waitUntilListening() {
-                printBanner(configuration: configuration, node: node, ports: ports)
+        try await StartupFailure.plain {
+            let node = try await SwitchboardNode.make(configuration: configuration, logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await node.run() }
+                if let ports = await node.waitUntilListening() {
+                    announce(configuration: configuration, node: node, ports: ports, format: format, logger: logger)
+                }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
         }
     }
 
@@ -77,13 +75,14 @@ struct Serve: AsyncParsableCommand {
         configuration.turnSecrets = settings.list(turnSecrets, "SWITCHBOARD_TURN_SECRETS") ?? []
         configuration.turnURLs = settings.list(turnURLs, "SWITCHBOARD_TURN_URLS") ?? []
         configuration.heartbeatSeconds = try settings.int(heartbeatSeconds, "SWITCHBOARD_HEARTBEAT_SECONDS") ?? configuration.heartbeatSeconds
+        configuration.floodCloseSeconds = try settings.double(floodCloseSeconds, "SWITCHBOARD_FLOOD_CLOSE_SECONDS") ?? configuration.floodCloseSeconds
         configuration.maxFrameBytes = try settings.int(maxFrameBytes, "SWITCHBOARD_MAX_FRAME_BYTES") ?? configuration.maxFrameBytes
         configuration.auditBufferCapacity = try settings.int(auditBuffer, "SWITCHBOARD_AUDIT_BUFFER") ?? configuration.auditBufferCapacity
         configuration.auditRetentionDays = try settings.int(auditRetentionDays, "SWITCHBOARD_AUDIT_RETENTION_DAYS") ?? configuration.auditRetentionDays
         configuration.auditSpillDirectory = settings.string(auditSpillDirectory, "SWITCHBOARD_AUDIT_SPILL_DIR") ?? configuration.auditSpillDirectory
         configuration.auditFlushGrace = try settings.double(auditFlushGrace, "SWITCHBOARD_AUDIT_FLUSH_GRACE") ?? configuration.auditFlushGrace
         configuration.migrate = migrate
-        configuration.migrationsDirectory = settings.string(migrationsDirectory, "SWITCHBOARD_MIGRATIONS_DIR") ?? configuration.migrationsDirectory
+        configuration.migrationsDirectory = settings.string(migrationsDirectory, "SWITCHBOARD_MIGRATIONS_DIR")
         configuration.postgres.poolSize = try settings.int(poolSize, "SWITCHBOARD_DB_POOL_SIZE") ?? configuration.postgres.poolSize
         if let timeout = try settings.double(statementTimeout, "SWITCHBOARD_DB_STATEMENT_TIMEOUT") {
             configuration.postgres.statementTimeout = .milliseconds(Int64(timeout * 1000))
@@ -101,24 +100,41 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("ports must be 0–65535")
         }
         guard configuration.heartbeatSeconds >= 1, configuration.maxFrameBytes >= 1024, configuration.resumeWindow >= 0,
-            configuration.drainTimeout >= 0, configuration.auditBufferCapacity >= 1, configuration.auditFlushGrace >= 0
+            configuration.drainTimeout >= 0, configuration.floodCloseSeconds >= 0, configuration.auditBufferCapacity >= 1, configuration.auditFlushGrace >= 0
         else {
             throw ValidationError("heartbeat ≥ 1 s, max frame ≥ 1024 bytes, windows and buffers ≥ 0")
         }
         return configuration
     }
 
-    private func printBanner(configuration: ServerConfiguration, node: SwitchboardNode, ports: (public: Int, admin: Int)) {
+    /// Says where the node listens: a few plain lines on stdout for a person, or — with JSON
+    /// logs — one log record, so a log shipper reading the output sees only JSON lines.
+    private func announce(
+        configuration: ServerConfiguration, node: SwitchboardNode, ports: (public: Int, admin: Int), format: String, logger: Logger
+    ) {
         let shown = configuration.host == "0.0.0.0" ? "localhost" : configuration.host
+        let mode = configuration.databaseURL == nil ? "SQLite \(configuration.sqlitePath)" : "PostgreSQL"
+        let rest = "http://\(shown):\(ports.public)/v1"
+        let webSocket = "ws://\(shown):\(ports.public)/v1/signal"
+        let admin = "http://\(shown):\(ports.admin)"
+        let generatedToken = configuration.adminToken == nil ? node.adminToken : nil
+        guard format == "text" else {
+            var metadata: Logger.Metadata = [
+                "node": "\(configuration.nodeID)", "store": "\(mode)", "bus": "in-process",
+                "rest": "\(rest)", "webSocket": "\(webSocket)", "admin": "\(admin)",
+            ]
+            if let generatedToken { metadata["generatedAdminToken"] = "\(generatedToken)" }
+            logger.notice("switchboard node listening", metadata: metadata)
+            return
+        }
         var lines = [
-            "Switchboard node \(configuration.nodeID) — in-process bus, "
-                + (configuration.databaseURL == nil ? "SQLite \(configuration.sqlitePath)" : "PostgreSQL"),
-            "  REST API:   http://\(shown):\(ports.public)/v1   (OpenAPI: /v1/openapi.yaml)",
-            "  WebSocket:  ws://\(shown):\(ports.public)/v1/signal?access_token=…",
-            "  Admin:      http://\(shown):\(ports.admin)/metrics  /healthz  /readyz",
+            "Switchboard node \(configuration.nodeID) — in-process bus, \(mode)",
+            "  REST API:   \(rest)   (OpenAPI: /v1/openapi.yaml)",
+            "  WebSocket:  \(webSocket)?access_token=…",
+            "  Admin:      \(admin)/metrics  /healthz  /readyz",
         ]
-        if configuration.adminToken == nil {
-            lines.append("  Admin token (generated; set SWITCHBOARD_ADMIN_TOKEN to keep one): \(node.adminToken)")
+        if let generatedToken {
+            lines.append("  Admin token (generated; set SWITCHBOARD_ADMIN_TOKEN to keep one): \(generatedToken)")
         }
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }

@@ -34,3 +34,23 @@ import Testing
         }
     }
 }
+
+@Suite struct BundledMigrationsTests {
+    /// `migrations/` is the source of truth; the binary carries exactly those files, with the
+    /// same checksums, so databases migrated from either agree.
+    @Test func theBinaryCarriesTheRepositoryMigrations() throws {
+        let bundled = try Migrator.bundled()
+        let files = try Migrator.load(from: PostgresTestDatabase.migrationsDirectory)
+        #expect(bundled == files)
+        #expect(bundled.map(\.name).first == "0001_initial.sql")
+        #expect(try Migrator.load(directory: nil) == bundled)
+    }
+
+    @Test func aMissingOverrideDirectoryIsAPlainError() {
+        #expect {
+            try Migrator.load(directory: "/nonexistent/migrations")
+        } throws: { error in
+            (error as? Migrator.Failure)?.description.contains("/nonexistent/migrations does not exist") == true
+        }
+    }
+}

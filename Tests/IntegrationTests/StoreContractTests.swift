@@ -274,7 +274,8 @@ enum PostgresTestDatabase {
             .appendingPathComponent("migrations")
     }
 
-    static func with(_ body: @Sendable (PostgresStore, String) async throws -> Void) async throws {
+    /// `migrated`: apply the repository's migrations first (false: an empty database).
+    static func with(migrated: Bool = true, _ body: @Sendable (PostgresStore, String) async throws -> Void) async throws {
         let adminURL = try #require(url, "DATABASE_URL is not set")
         let name = "sbtest_\(UUID().uuidString.prefix(8).lowercased())"
         let logger = Logger(label: "test.postgres")
@@ -289,7 +290,9 @@ enum PostgresTestDatabase {
             try await withThrowingTaskGroup(of: Void.self) { inner in
                 inner.addTask { await store.run() }
                 do {
-                    try await Migrator(client: store.client, logger: logger).migrate(try Migrator.load(from: migrationsDirectory))
+                    if migrated {
+                        try await Migrator(client: store.client, logger: logger).migrate(try Migrator.load(from: migrationsDirectory))
+                    }
                     try await body(store, testURL)
                 } catch {
                     inner.cancelAll()

@@ -19,8 +19,9 @@ public struct ServerConfiguration: Sendable {
     public var sqlitePath = "./switchboard.sqlite"
     /// Apply `migrations/*.sql` at start (PostgreSQL).
     public var migrate = false
-    /// Where the PostgreSQL migration files are.
-    public var migrationsDirectory = "./migrations"
+    /// A directory of PostgreSQL migration files to use instead of the ones built into the
+    /// binary (`SWITCHBOARD_MIGRATIONS_DIR`); nil uses the bundled ones.
+    public var migrationsDirectory: String?
     /// Pool size and timeouts of the PostgreSQL store.
     public var postgres = PostgresSettings()
     /// Operator bearer token; generated at start when nil.
@@ -56,6 +57,9 @@ public struct ServerConfiguration: Sendable {
     public var auditFlushGrace: Double = 10
     /// Frames kept per session for resume.
     public var replayLimits = ReplayBuffer.Limits()
+    /// Seconds a client may keep having frames refused by the rate limit (with no quiet
+    /// second in between) before its connection is closed with 1008; 0 never closes.
+    public var floodCloseSeconds: Double = 5
     /// Largest REST request body in bytes.
     public var maxRequestBodyBytes = 1 << 20
     /// Default access-token lifetime for `POST /v1/tokens`.

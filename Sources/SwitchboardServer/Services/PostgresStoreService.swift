@@ -50,7 +50,7 @@ struct PostgresStoreService: Service {
     }
 
     private func prepare() async throws {
-        let migrations = try Migrator.load(from: URL(fileURLWithPath: configuration.migrationsDirectory))
+        let migrations = try Migrator.load(directory: configuration.migrationsDirectory)
         let migrator = Migrator(client: store.client, logger: logger)
         if configuration.migrate {
             try await migrator.migrate(migrations)

@@ -13,7 +13,7 @@ struct AuditBench: AsyncParsableCommand {
         abstract: "Measure audit ingest into PostgreSQL (events/s) and the newest-page query latency.")
 
     @Option(name: .customLong("database-url"), help: "postgres:// URL (SWITCHBOARD_DATABASE_URL).") var databaseURL: String?
-    @Option(name: .customLong("migrations-dir"), help: "Migrations to apply first.") var migrationsDirectory = "./migrations"
+    @Option(name: .customLong("migrations-dir"), help: "Migrations to apply first (default: the ones built into the binary).") var migrationsDirectory: String?
     @Option(help: "Events to insert.") var events: Int = 1_000_000
     @Option(help: "Rooms the events are spread over.") var rooms: Int = 1000
     @Option(help: "Events per INSERT batch (the node's default is 1000).") var batch: Int = 1000
@@ -42,7 +42,7 @@ struct AuditBench: AsyncParsableCommand {
                 return nil
             }
             defer { group.cancelAll() }
-            try await Migrator(client: store.client, logger: logger).migrate(try Migrator.load(from: URL(fileURLWithPath: migrationsDirectory)))
+            try await Migrator(client: store.client, logger: logger).migrate(try Migrator.load(directory: migrationsDirectory))
             return try await Self.measure(store: store, plan: plan)
         }
         if json {

@@ -279,11 +279,10 @@ final class TestPeer: Sendable {
 }
 
 extension ServerConfiguration {
-    /// Runs the node on the PostgreSQL database at `url`, with the repository's migrations
-    /// (applied at start when `migrate`).
+    /// Runs the node on the PostgreSQL database at `url`, with the migrations built into
+    /// the binary, as a deployed node does (applied at start when `migrate`).
     mutating func usePostgres(_ url: String, migrate: Bool = true) {
         databaseURL = url
         self.migrate = migrate
-        migrationsDirectory = PostgresTestDatabase.migrationsDirectory.path
     }
 }

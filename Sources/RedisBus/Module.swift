@@ -1,0 +1,1 @@
+// The RedisBus target is being built (issues #13, #14); its code lands with it.
