@@ -108,7 +108,6 @@ import Testing
         #"{"type":"resume","resumeToken":"t","lastSeq":"3"}"#,
         #"{"type":"resume","resumeToken":"t","lastSeq":18446744073709551616}"#,
         #"{"type":"ping","id":true}"#,
-        #"{"type":"ping","id":null}"#,
         #"{"type":"ping","id":{"a":1}}"#,
         #"{"data":{}}"#,  // no `type`
         #"{"type":1}"#,
@@ -208,6 +207,20 @@ import Testing
         // `update` has no id; an error on it has no ref either.
         let tooBig = #"{"k":""# + String(repeating: "m", count: 5000) + #""}"#
         #expect(Self.failure(#"{"type":"update","metadata":\#(tooBig)}"#)?.ref == nil)
+    }
+
+    // SPEC §3: unknown fields are ignored, and a field a frame type does not take is one of
+    // them; `null` for an optional field means absent.
+    @Test(arguments: [
+        (#"{"type":"leave","id":null}"#, ClientMessage.leave),
+        (#"{"type":"leave","id":{"x":[1]}}"#, .leave),
+        (#"{"type":"leave","id":true}"#, .leave),
+        (#"{"type":"ping","id":null}"#, .ping(id: nil)),
+        (#"{"type":"update","metadata":{},"id":[1],"to":7}"#, .update(metadata: .emptyObject)),
+        (#"{"type":"broadcast","data":null,"to":null,"id":null}"#, .broadcast(data: .null, id: nil)),
+    ])
+    func fieldsAFrameDoesNotTakeAreIgnored(text: String, expected: ClientMessage) throws {
+        #expect(try Self.decode(text) == expected)
     }
 
     @Test func unusableIdGivesNoRef() {

@@ -50,6 +50,7 @@ extension ClientMessage {
         } catch {
             throw ProtocolError(.badRequest, "malformed JSON: \(error.message) at byte \(error.offset)")
         }
+        // `id` belongs to the frame types that are acked or answered; others ignore it.
         let ref = fields.id.flatMap { value -> RawJSON? in
             guard value.kind == .string || value.kind == .number else { return nil }
             return fields.raw(value, in: bytes)
@@ -84,7 +85,7 @@ private struct Fields {
         case "type": type = value
         case "to": to = value
         case "data": data = value
-        case "id": id = value
+        case "id": id = value.kind == .null ? nil : value  // null means absent
         case "metadata": metadata = value
         case "resumeToken": resumeToken = value
         case "lastSeq": lastSeq = value
@@ -98,6 +99,16 @@ private struct Fields {
         let slice = UnsafeRawBufferPointer(rebasing: bytes[key])
         guard !slice.contains(UInt8(ascii: "\\")) else { return nil }
         return String(decoding: slice, as: UTF8.self)
+    }
+
+    /// The frame types that take `id` echo it back, so it must be a short string or number.
+    func checkID(_ id: RawJSON?, limits: FrameLimits) throws(ProtocolError) {
+        if let value = self.id, value.kind != .string, value.kind != .number {
+            throw ProtocolError(.badRequest, "`id` must be a string or a number")
+        }
+        if let id, id.bytes.count > limits.maxIdentifierLength + 2 {
+            throw ProtocolError(.badRequest, "`id` is too long")
+        }
     }
 
     func raw(_ value: JSONScanner.Value, in bytes: UnsafeRawBufferPointer) -> RawJSON {
@@ -117,15 +128,12 @@ private struct Fields {
     }
 
     func message(in bytes: UnsafeRawBufferPointer, limits: FrameLimits, id: RawJSON?) throws(ProtocolError) -> ClientMessage {
-        if let value = self.id, value.kind != .string, value.kind != .number {
-            throw ProtocolError(.badRequest, "`id` must be a string or a number")
-        }
-        if let id, id.bytes.count > limits.maxIdentifierLength + 2 {
-            throw ProtocolError(.badRequest, "`id` is too long")
-        }
         guard let type else { throw ProtocolError(.badRequest, "`type` is required") }
         guard type.kind == .string else { throw ProtocolError(.badRequest, "`type` must be a string") }
         let typeName = JSONScanner.decodeString(bytes, (type.range.lowerBound + 1)..<(type.range.upperBound - 1))
+        if typeName == "signal" || typeName == "broadcast" || typeName == "ping" {
+            try checkID(id, limits: limits)
+        }
         switch typeName {
         case "signal":
             let to = try string(self.to, "to", in: bytes, maxLength: limits.maxIdentifierLength)

@@ -15,7 +15,9 @@ public enum SignalErrorCode: String, Sendable, CaseIterable {
 public enum CloseCode: UInt16, Sendable {
     case normal = 1000
     case goingAway = 1001
+    case protocolError = 1002
     case unsupportedData = 1003
+    case invalidPayload = 1007
     case policy = 1008
     case tooLarge = 1009
     case internalError = 1011

@@ -14,6 +14,12 @@ struct GatewayEnvironment: Sendable {
     var resumeWindow: TimeAmount
     /// How long a `resume=1` connection may take to send its `resume` frame.
     var resumeHandshakeTimeout: TimeAmount = .seconds(10)
+    /// Refused frames may go on this long (with no quiet second between them) before the
+    /// connection is closed with 1008; nil never closes for flooding (SPEC §3 bursts).
+    var floodCloseAfter: TimeAmount? = .seconds(5)
+    /// After a close the server starts, how long it waits for the client's close frame
+    /// (reading and discarding what the client still sends) before closing the socket.
+    var closeHandshakeTimeout: TimeAmount = .seconds(2)
     var logger: Logger
     /// Fresh ICE servers for a peer, and when their credentials expire.
     var iceServers: @Sendable (_ tenantID: String, _ peerId: String) -> (servers: RawJSON, expires: Date?)
@@ -40,8 +46,9 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     private var context: ChannelHandlerContext?
     private var session: Session?
     private var bucket: TokenBucket
-    private var deniedStreak = 0
+    private var flood = FloodDetector()
     private var partial: ByteBuffer?
+    /// A close frame was sent: input is read and dropped until the client's close frame.
     private var closing = false
     private var inRead = false
     private var needsFlush = false
@@ -50,6 +57,8 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     /// When to send `ice-servers` with fresh credentials: 80 % into their lifetime.
     private var iceRefreshAt: Date?
     private var resumeTimeout: Scheduled<Void>?
+    /// Closes the connection with 1008 when the access token runs out.
+    private var tokenExpiry: Scheduled<Void>?
 
     init(environment: GatewayEnvironment, connect: ConnectContext, eventLoop: any EventLoop) {
         self.environment = environment
@@ -72,6 +81,7 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         heartbeatTask = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
             self?.heartbeat()
         }
+        scheduleTokenExpiry(context: context)
         switch connect.mode {
         case .join:
             join()
@@ -117,6 +127,8 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         heartbeatTask = nil
         resumeTimeout?.cancel()
         resumeTimeout = nil
+        tokenExpiry?.cancel()
+        tokenExpiry = nil
     }
 
     private func join() {
@@ -196,7 +208,7 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
                 self.session = nil
                 hub.end(session, reason: .left, close: nil)
             }
-            closeSocket(code ?? .normalClosure)
+            answerClose(code ?? .normalClosure)
         default:
             closeSocket(.protocolError)
         }
@@ -212,8 +224,8 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            // Server shutdown: say goodbye, or just close if a goodbye is already under way.
-            if closing { return context.close(promise: nil) }
+            // Server shutdown: say goodbye; a goodbye already under way ends by itself (the
+            // client's close frame, or the handshake timeout).
             return closeSocket(.goingAway)
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
@@ -235,6 +247,10 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After a frame error the decoder drops everything; while our close frame is on its
+        // way, that is the draining we want (a close now could reset the connection and
+        // destroy the close frame in the client's receive buffer).
+        if closing, error is ByteToMessageDecoderError { return }
         switch error {
         case NIOWebSocketError.invalidFrameLength:
             fail(ProtocolError(.tooLarge, "frame exceeds \(environment.limits.maxFrameBytes) bytes"), close: .tooLarge)
@@ -252,14 +268,19 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
         session?.received(bytes: buffer.readableBytes)
         guard bucket.take(now: started.uptimeNanoseconds) else {
-            return rateLimited(ref: (try? decoded.get())?.id)
+            return rateLimited(ref: (try? decoded.get())?.id, now: started)
         }
-        deniedStreak = 0
         let message: ClientMessage
         switch decoded {
         case .success(let value): message = value
         case .failure(let error):
             metrics.frameIn(type: "invalid")
+            // A successful decode has validated every string, so only a failure can hide
+            // invalid UTF-8 — which RFC 6455 §8.1 says fails the connection (1007).
+            let validUTF8 = buffer.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
+            guard validUTF8 else {
+                return fail(ProtocolError(.badRequest, "a text frame must be valid UTF-8"), close: .invalidPayload)
+            }
             return reject(error)
         }
         dispatch(message, started: started)
@@ -340,11 +361,13 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
     }
 
-    private func rateLimited(ref: RawJSON?) {
+    /// A refused frame gets `rate_limited` and the connection stays open (a burst is not
+    /// abuse); only refusals sustained for ``GatewayEnvironment/floodCloseAfter`` close it.
+    private func rateLimited(ref: RawJSON?, now: NIODeadline) {
         metrics.rateLimited.increment()
-        deniedStreak += 1
-        if deniedStreak > max(100, connect.limits.messageBurst) {
-            return fail(ProtocolError(.rateLimited, "rate limit exceeded; closing"), close: .policy)
+        let floodingFor = flood.refused(at: now.uptimeNanoseconds)
+        if let limit = environment.floodCloseAfter, floodingFor >= limit.nanoseconds {
+            return fail(ProtocolError(.rateLimited, "rate limit exceeded for too long; closing"), close: .policy)
         }
         reject(ProtocolError(.rateLimited, "too many frames; slow down", ref: ref))
     }
@@ -379,17 +402,25 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
             context.close(promise: nil)
             return
         }
-        if connect.tokenExpires.addingTimeInterval(AccessClaims.leeway) < Date() {
-            return expireToken()
-        }
         let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
         context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
         refreshICEServersIfDue()
     }
 
+    /// Arms the timer that ends the connection when its access token runs out (its `exp`
+    /// plus the clock-skew leeway). One scheduled task per connection, cancelled on close.
+    private func scheduleTokenExpiry(context: ChannelHandlerContext) {
+        let remaining = connect.tokenExpires.addingTimeInterval(AccessClaims.leeway).timeIntervalSinceNow
+        let delay = TimeAmount.milliseconds(Int64(max(0, remaining) * 1000))
+        tokenExpiry = context.eventLoop.scheduleTask(in: delay) { [weak self] in
+            self?.expireToken()
+        }
+    }
+
     /// The access token ran out (SPEC §3: 1008, token expired). The session is only
     /// detached: the client can resume it within the window with a fresh token.
     private func expireToken() {
+        guard !closing else { return }
         let error = ProtocolError(.forbidden, "token expired; resume with a fresh token")
         metrics.error(error.code)
         send(ServerMessage.error(error).encoded(), type: .error)
@@ -448,24 +479,44 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
     }
 
-    /// Sends a close frame, then closes the TCP connection once it is written.
-    private func closeSocket(_ code: WebSocketErrorCode) {
+    /// Starts the closing handshake (RFC 6455 §7.1): sends a close frame with `code`, then
+    /// keeps reading — and dropping — what the client still sends until its close frame
+    /// arrives, and only then closes the TCP connection. Closing at once while input is still
+    /// arriving makes the kernel answer with a reset, which can destroy the close frame in
+    /// the client's buffers (it would see 1006). A client that never answers, or never reads,
+    /// is cut off after ``GatewayEnvironment/closeHandshakeTimeout``.
+    /// The client started the closing handshake: echo its code, then close the TCP
+    /// connection once that frame is written (the server closes first, RFC 6455 §7.1.1).
+    private func answerClose(_ code: WebSocketErrorCode) {
         guard let context, !closing else { return }
         closing = true
         partial = nil
+        stopTimers()
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
-        // A peer that stops reading can hold the close frame in our buffers forever.
+    }
+
+    private func closeSocket(_ code: WebSocketErrorCode) {
+        guard let context, !closing else { return }
+        closing = true
+        partial = nil
+        stopTimers()
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         let channel = context.channel
-        context.eventLoop.scheduleTask(in: Self.closeGrace) {
+        // Drain what the client still sends in big reads, so its close frame is reached soon.
+        if let options = channel.syncOptions {
+            try? options.setOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 1024))
+            try? options.setOption(.maxMessagesPerRead, value: 16)
+        }
+        context.eventLoop.scheduleTask(in: environment.closeHandshakeTimeout) {
             channel.close(promise: nil)
         }
     }
-
-    /// How long a close frame may take to leave before the socket is closed regardless.
-    static let closeGrace: TimeAmount = .seconds(2)
 }
