@@ -5,24 +5,53 @@ import NIOWebSocket
 import Signaling
 import Synchronization
 
-/// What every WebSocket connection on a node shares.
-struct GatewayEnvironment: Sendable {
-    var hub: Hub
-    var metrics: SwitchboardMetrics
-    var limits: FrameLimits
-    var heartbeat: TimeAmount
-    var resumeWindow: TimeAmount
+/// What every WebSocket connection on a node shares: one object, referenced by each
+/// connection (a copy per socket would cost every idle socket a few hundred bytes).
+final class GatewayEnvironment: Sendable {
+    let hub: Hub
+    let metrics: SwitchboardMetrics
+    let limits: FrameLimits
+    let heartbeat: TimeAmount
+    let resumeWindow: TimeAmount
     /// How long a `resume=1` connection may take to send its `resume` frame.
-    var resumeHandshakeTimeout: TimeAmount = .seconds(10)
+    let resumeHandshakeTimeout: TimeAmount
     /// Refused frames may go on this long (with no quiet second between them) before the
     /// connection is closed with 1008; nil never closes for flooding (SPEC §3 bursts).
-    var floodCloseAfter: TimeAmount? = .seconds(5)
+    let floodCloseAfter: TimeAmount?
     /// After a close the server starts, how long it waits for the client's close frame
     /// (reading and discarding what the client still sends) before closing the socket.
-    var closeHandshakeTimeout: TimeAmount = .seconds(2)
-    var logger: Logger
+    let closeHandshakeTimeout: TimeAmount
+    let logger: Logger
     /// Fresh ICE servers for a peer, and when their credentials expire.
-    var iceServers: @Sendable (_ tenantID: String, _ peerId: String) -> (servers: RawJSON, expires: Date?)
+    let iceServers: @Sendable (_ tenantID: String, _ peerId: String) -> (servers: RawJSON, expires: Date?)
+    /// Per-event-loop timers for heartbeats and deadlines.
+    let tickers: ConnectionTickers
+
+    init(
+        hub: Hub, metrics: SwitchboardMetrics, limits: FrameLimits, heartbeat: TimeAmount, resumeWindow: TimeAmount,
+        resumeHandshakeTimeout: TimeAmount = .seconds(10), floodCloseAfter: TimeAmount? = .seconds(5),
+        closeHandshakeTimeout: TimeAmount = .seconds(2), logger: Logger,
+        iceServers: @escaping @Sendable (_ tenantID: String, _ peerId: String) -> (servers: RawJSON, expires: Date?),
+        tickers: ConnectionTickers = ConnectionTickers()
+    ) {
+        self.hub = hub
+        self.metrics = metrics
+        self.limits = limits
+        self.heartbeat = heartbeat
+        self.resumeWindow = resumeWindow
+        self.resumeHandshakeTimeout = resumeHandshakeTimeout
+        self.floodCloseAfter = floodCloseAfter
+        self.closeHandshakeTimeout = closeHandshakeTimeout
+        self.logger = logger
+        self.iceServers = iceServers
+        self.tickers = tickers
+    }
+}
+
+/// The upgrade's context, kept only until the session is joined or resumed.
+private final class PendingConnect {
+    let connect: ConnectContext
+    init(_ connect: ConnectContext) { self.connect = connect }
 }
 
 /// One WebSocket after the upgrade: a plain event-loop handler (no task per socket) that
@@ -32,12 +61,13 @@ struct GatewayEnvironment: Sendable {
 /// channel's event loop. Those two may be called from any thread (a sender on another loop)
 /// while the session holds its lock; they write directly when on the loop with nothing
 /// queued, and otherwise queue to the loop in call order, so frames keep `seq` order.
-final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, SessionTransport, @unchecked Sendable {
+final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, SessionTransport, Tickable, @unchecked Sendable {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let environment: GatewayEnvironment
-    private let connect: ConnectContext
+    /// Until the session exists: what the upgrade decided (identity, metadata, welcome data).
+    private var pending: PendingConnect?
     private let eventLoop: any EventLoop
     /// Sends queued to the event loop and not yet written; direct writes wait behind them.
     private let queuedSends = Atomic<Int>(0)
@@ -52,22 +82,29 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     private var closing = false
     private var inRead = false
     private var needsFlush = false
-    private var lastActivity = NIODeadline.now()
-    private var heartbeatTask: RepeatedTask?
+    // Deadlines, checked on the event loop's shared tick (``ConnectionTickers``).
+    private var lastActivity: NIODeadline
+    private var nextHeartbeat: NIODeadline
+    /// The access token's `exp` plus the clock-skew leeway: then the connection closes (1008).
+    private let tokenDeadline: NIODeadline
+    /// A `resume=1` connection must send its `resume` frame by then.
+    private var resumeDeadline: NIODeadline?
     /// When to send `ice-servers` with fresh credentials: 80 % into their lifetime.
     private var iceRefreshAt: Date?
-    private var resumeTimeout: Scheduled<Void>?
-    /// Closes the connection with 1008 when the access token runs out.
-    private var tokenExpiry: Scheduled<Void>?
+    private var ticker: LoopTicker?
 
     init(environment: GatewayEnvironment, connect: ConnectContext, eventLoop: any EventLoop) {
+        let now = NIODeadline.now()
         self.environment = environment
-        self.connect = connect
+        self.pending = PendingConnect(connect)
         self.eventLoop = eventLoop
         self.iceRefreshAt = connect.iceServersExpire.map { Self.refreshTime(expires: $0) }
         self.bucket = TokenBucket(
-            rate: connect.limits.messagesPerSecond, burst: connect.limits.messageBurst,
-            now: NIODeadline.now().uptimeNanoseconds)
+            rate: connect.limits.messagesPerSecond, burst: connect.limits.messageBurst, now: now.uptimeNanoseconds)
+        self.lastActivity = now
+        self.nextHeartbeat = now + environment.heartbeat
+        let untilExpiry = connect.tokenExpires.addingTimeInterval(AccessClaims.leeway).timeIntervalSinceNow
+        self.tokenDeadline = now + .milliseconds(Int64(max(0, min(untilExpiry, 10 * 365 * 86_400)) * 1000))
     }
 
     private var hub: Hub { environment.hub }
@@ -77,19 +114,16 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let period = environment.heartbeat
-        heartbeatTask = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
-            self?.heartbeat()
-        }
-        scheduleTokenExpiry(context: context)
-        switch connect.mode {
+        let ticker = environment.tickers.ticker(for: context.eventLoop)
+        ticker.add(self)
+        self.ticker = ticker
+        switch pending?.connect.mode {
         case .join:
             join()
         case .awaitResume:
-            resumeTimeout = context.eventLoop.scheduleTask(in: environment.resumeHandshakeTimeout) { [weak self] in
-                guard let self, self.session == nil else { return }
-                self.fail(ProtocolError(.badRequest, "expected a `resume` frame"), close: .policy)
-            }
+            resumeDeadline = .now() + environment.resumeHandshakeTimeout
+        case nil:
+            break
         }
     }
 
@@ -123,15 +157,13 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     }
 
     private func stopTimers() {
-        heartbeatTask?.cancel()
-        heartbeatTask = nil
-        resumeTimeout?.cancel()
-        resumeTimeout = nil
-        tokenExpiry?.cancel()
-        tokenExpiry = nil
+        ticker?.remove(self)
+        ticker = nil
     }
 
     private func join() {
+        guard let connect = pending?.connect else { return }
+        pending = nil
         let request = JoinRequest(
             identity: connect.identity, metadata: connect.metadata, maxPeers: connect.maxPeers,
             maxConnections: connect.limits.maxConnections)
@@ -337,12 +369,12 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
 
     /// Frames on a `resume=1` connection before it has a session.
     private func handleBeforeSession(_ message: ClientMessage) {
-        guard connect.mode == .awaitResume, case .resume(let token, let lastSeq) = message else {
+        guard let connect = pending?.connect, connect.mode == .awaitResume, case .resume(let token, let lastSeq) = message else {
             return reject(ProtocolError(.badRequest, "expected a `resume` frame"))
         }
         metrics.frameIn(type: "resume")
-        resumeTimeout?.cancel()
-        resumeTimeout = nil
+        resumeDeadline = nil
+        pending = nil
         let identity = connect.identity
         switch hub.resume(token: token, lastSeq: lastSeq, tenantID: identity.tenantID, room: identity.room, peerId: identity.peerId, transport: self) {
         case .resumed(let session, _):
@@ -395,9 +427,20 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
     }
 
-    private func heartbeat() {
+    /// The loop's shared tick: the `resume` handshake deadline, token expiry, and every
+    /// `heartbeat` period a liveness check, a ping and the `ice-servers` renewal.
+    func tick(now: NIODeadline) {
         guard let context, !closing else { return }
-        if NIODeadline.now() - lastActivity > environment.heartbeat * 2 {
+        if let resumeDeadline, now >= resumeDeadline, session == nil {
+            self.resumeDeadline = nil
+            return fail(ProtocolError(.badRequest, "expected a `resume` frame"), close: .policy)
+        }
+        if now >= tokenDeadline {
+            return expireToken()
+        }
+        guard now >= nextHeartbeat else { return }
+        nextHeartbeat = now + environment.heartbeat
+        if now - lastActivity > environment.heartbeat * 2 {
             // No life for two periods: drop the socket; the session can still resume.
             context.close(promise: nil)
             return
@@ -405,16 +448,6 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         let ping = WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0))
         context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
         refreshICEServersIfDue()
-    }
-
-    /// Arms the timer that ends the connection when its access token runs out (its `exp`
-    /// plus the clock-skew leeway). One scheduled task per connection, cancelled on close.
-    private func scheduleTokenExpiry(context: ChannelHandlerContext) {
-        let remaining = connect.tokenExpires.addingTimeInterval(AccessClaims.leeway).timeIntervalSinceNow
-        let delay = TimeAmount.milliseconds(Int64(max(0, remaining) * 1000))
-        tokenExpiry = context.eventLoop.scheduleTask(in: delay) { [weak self] in
-            self?.expireToken()
-        }
     }
 
     /// The access token ran out (SPEC §3: 1008, token expired). The session is only
