@@ -139,6 +139,12 @@ def promises(docs, fail):
             lbs = [s for s in by_kind.get("Service", []) if s["spec"].get("type") == "LoadBalancer"]
             if not lbs or not any(p["protocol"] == "UDP" for p in lbs[0]["spec"]["ports"]):
                 fail("TURN as a Deployment needs a UDP LoadBalancer Service")
+    jobs = set()
+    for sm in by_kind.get("ServiceMonitor", []):
+        for ep in sm["spec"]["endpoints"]:
+            jobs |= {r.get("replacement") for r in ep.get("relabelings", []) if r.get("targetLabel") == "job"}
+    if by_kind.get("ServiceMonitor") and (not jobs <= {"switchboard", "switchboard-turn"} or "switchboard" not in jobs):
+        fail(f"ServiceMonitors must set job to switchboard / switchboard-turn (the alerts select them), got {sorted(jobs)}")
     for ing in by_kind.get("Ingress", []):
         a = ing["metadata"].get("annotations", {})
         if ing["spec"].get("ingressClassName") == "nginx" and int(a.get("nginx.ingress.kubernetes.io/proxy-read-timeout", "60")) < 3600:
