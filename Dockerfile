@@ -7,8 +7,9 @@
 #   docker run --rm -e SWITCHBOARD_DATABASE_URL=postgres://… switchboard migrate
 #
 # The build stage compiles a release binary with the Swift standard library linked in
-# statically, so the runtime stage needs only the few Debian libraries that
-# `ldd switchboard` still lists (see Docs/deploy.md). scripts/image-check proves this
+# statically (plus any SwiftPM resource bundles, which must sit beside it), so the runtime
+# stage needs only the few Debian libraries that `ldd switchboard` still lists (see
+# Docs/deploy.md). scripts/image-check proves this
 # runtime stage without Docker: it builds the same Debian 12 root filesystem with
 # debootstrap, runs this file's runtime RUN lines in it, and starts the binary with chroot.
 
@@ -27,7 +28,9 @@ COPY Package.* ./
 RUN swift package resolve
 COPY . .
 RUN swift build -c release --static-swift-stdlib --product switchboard \
-    && install -D -m 0755 "$(swift build -c release --show-bin-path)/switchboard" /out/usr/local/bin/switchboard \
+    && bin="$(swift build -c release --show-bin-path)" \
+    && install -D -m 0755 "$bin/switchboard" /out/usr/local/bin/switchboard \
+    && find -L "$bin" -maxdepth 1 -name '*.resources' -exec cp -R {} /out/usr/local/bin/ \; \
     && install -D -m 0755 /usr/libexec/swift/linux/swift-backtrace-static /out/usr/libexec/switchboard/swift-backtrace-static \
     && install -d /out/usr/share/switchboard \
     && cp -R migrations /out/usr/share/switchboard/migrations \
