@@ -63,6 +63,7 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let reader: RESPReader
     private let onMessage: (@Sendable (RedisPubSubMessage) -> Void)?
     private let onDiscardedError: (@Sendable (String) -> Void)?
+    private let onUnsolicitedUnsubscribe: (@Sendable (RedisPubSubMessage.Kind, String) -> Void)?
     private let logger: Logger
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var pubSubMode = false
@@ -72,8 +73,10 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     init(
         shared: RedisConnectionShared, logger: Logger, onMessage: (@Sendable (RedisPubSubMessage) -> Void)?,
-        onDiscardedError: (@Sendable (String) -> Void)?
+        onDiscardedError: (@Sendable (String) -> Void)?,
+        onUnsolicitedUnsubscribe: (@Sendable (RedisPubSubMessage.Kind, String) -> Void)?
     ) throws(RedisError) {
+        self.onUnsolicitedUnsubscribe = onUnsolicitedUnsubscribe
         self.shared = shared
         self.reader = try RESPReader()
         self.onMessage = onMessage
@@ -142,8 +145,16 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
             guard var head = pending.first, case .confirmations(let expected, let remaining, let promise) = head.reply,
                 expected == word
             else {
-                // Unsolicited (e.g. `sunsubscribe` when a cluster slot moves): nothing waits for it.
+                // Unsolicited: Redis Cluster sends `sunsubscribe` when a slot moves away.
                 logger.debug("redis: unsolicited pub/sub reply", metadata: ["reply": "\(value)"])
+                if let channel = items.dropFirst().first?.string {
+                    switch word {
+                    case "unsubscribe": onUnsolicitedUnsubscribe?(.channel, channel)
+                    case "sunsubscribe": onUnsolicitedUnsubscribe?(.shard, channel)
+                    case "punsubscribe": onUnsolicitedUnsubscribe?(.pattern, channel)
+                    default: break
+                    }
+                }
                 return false
             }
             if remaining > 1 {

@@ -206,6 +206,17 @@ public final class RedisClient: Service, Sendable {
         connection?.unsubscribe([key.channel], kind: key.kind).whenFailure { _ in }
     }
 
+    /// Redis dropped a subscription we still want (a moved cluster slot): ask again; when
+    /// that fails, the subscriber connection is closed and the reconnect subscribes again.
+    private func resubscribe(_ kind: RedisPubSubMessage.Kind, _ channel: String) {
+        let connection = state.withLock { state -> RedisConnection? in
+            state.subscriptions[SubscriptionKey(kind: kind, channel: channel)] == nil ? nil : state.subscriber
+        }
+        guard let connection else { return }
+        logger.info("redis: subscription ended by the server; subscribing again", metadata: ["channel": "\(channel)"])
+        connection.subscribe([channel], kind: kind).whenFailure { _ in connection.close() }
+    }
+
     private func dispatch(_ message: RedisPubSubMessage) {
         let key = SubscriptionKey(kind: message.kind, channel: message.pattern ?? message.channel)
         let handlers = state.withLock { $0.subscriptions[key] }
@@ -267,7 +278,10 @@ public final class RedisClient: Service, Sendable {
             subscriberConfiguration.clientName = configuration.clientName.map { "\($0)-sub" }
             let subscriber = try await RedisConnection.connect(
                 to: subscriberConfiguration, on: eventLoop,
-                hooks: .init(onMessage: { [weak self] message in self?.dispatch(message) }), logger: logger)
+                hooks: .init(
+                    onMessage: { [weak self] message in self?.dispatch(message) },
+                    onUnsolicitedUnsubscribe: { [weak self] kind, channel in self?.resubscribe(kind, channel) }),
+                logger: logger)
             // Publish the connections and snapshot the subscriptions in one step: a subscribe()
             // after this sees the new subscriber and sends its own SUBSCRIBE.
             let keys = state.withLock { state -> [SubscriptionKey] in

@@ -9,18 +9,23 @@ import NIOSSL
 /// Every method may be called from any thread. Commands submitted close together — from one
 /// thread or many — are written with one write and one flush per event-loop tick.
 public final class RedisConnection: Sendable {
-    /// Called on the event loop for each hooks a connection reports.
+    /// What a connection reports, called on its event loop.
     public struct Hooks: Sendable {
         /// A pub/sub message (only on connections that subscribed).
         public var onMessage: (@Sendable (RedisPubSubMessage) -> Void)?
         /// An error reply to a command sent with ``sendAndForget(_:)``.
         public var onDiscardedError: (@Sendable (String) -> Void)?
+        /// Redis ended a subscription nobody asked to end (Redis Cluster sends `sunsubscribe`
+        /// when a slot moves to another shard).
+        public var onUnsolicitedUnsubscribe: (@Sendable (RedisPubSubMessage.Kind, String) -> Void)?
 
         public init(
-            onMessage: (@Sendable (RedisPubSubMessage) -> Void)? = nil, onDiscardedError: (@Sendable (String) -> Void)? = nil
+            onMessage: (@Sendable (RedisPubSubMessage) -> Void)? = nil, onDiscardedError: (@Sendable (String) -> Void)? = nil,
+            onUnsolicitedUnsubscribe: (@Sendable (RedisPubSubMessage.Kind, String) -> Void)? = nil
         ) {
             self.onMessage = onMessage
             self.onDiscardedError = onDiscardedError
+            self.onUnsolicitedUnsubscribe = onUnsolicitedUnsubscribe
         }
     }
 
@@ -64,7 +69,8 @@ public final class RedisConnection: Sendable {
                         try channel.pipeline.syncOperations.addHandler(tls)
                     }
                     let handler = try RedisChannelHandler(
-                        shared: shared, logger: logger, onMessage: hooks.onMessage, onDiscardedError: hooks.onDiscardedError)
+                        shared: shared, logger: logger, onMessage: hooks.onMessage, onDiscardedError: hooks.onDiscardedError,
+                        onUnsolicitedUnsubscribe: hooks.onUnsolicitedUnsubscribe)
                     handler.commandTimeout = configuration.commandTimeout
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
