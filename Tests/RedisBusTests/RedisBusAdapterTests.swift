@@ -62,4 +62,29 @@ import Testing
             #expect(await eventually { await bus.isAvailable() })
         }
     }
+
+    @Test func cancellingTheLastSubscriptionUnsubscribes() async throws {
+        let client = RedisClient(configuration: try TestRedis.configuration, logger: TestRedis.logger)
+        let channel = TestRedis.unique("cancel")
+        let admin = try await TestRedis.connect(try TestRedis.configuration)
+        defer { admin.close() }
+        func subscribers() async throws -> Int64? {
+            try await admin.execute(["PUBSUB", "NUMSUB", RedisArgument(channel)]).array?.last?.int
+        }
+        try await withRunningClient(client) {
+            #expect(await client.waitUntilAvailable(timeout: .seconds(10)))
+            let first = client.subscribe(channel) { _ in }
+            let second = client.subscribe(channel) { _ in }
+            let subscribed = try await eventually { try await subscribers() == 1 }
+            #expect(subscribed)
+            first.cancel()
+            first.cancel()  // a second cancel does nothing
+            // the other handler still wants the channel
+            let stillOne = try await subscribers()
+            #expect(stillOne == 1)
+            second.cancel()
+            let unsubscribed = try await eventually { try await subscribers() == 0 }
+            #expect(unsubscribed)
+        }
+    }
 }

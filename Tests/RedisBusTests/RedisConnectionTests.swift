@@ -156,4 +156,26 @@ import Testing
             ($0 as? RedisError)?.code == .server
         }
     }
+
+    @Test func refusesAtOnceBeyondThePendingBound() async throws {
+        var configuration = try TestRedis.configuration
+        configuration.maxPendingCommands = 5
+        configuration.commandTimeout = .seconds(30)
+        let connection = try await TestRedis.connect(configuration)
+        defer { connection.close() }
+        // BLPOP holds this client's replies: everything behind it stays pending
+        let key = TestRedis.unique("hold")
+        let blocked = connection.send(["BLPOP", RedisArgument(key), "0"])
+        for _ in 0..<4 { #expect(connection.sendAndForget(["PING"])) }
+        #expect(connection.pendingCommands == 5)
+        #expect(!connection.sendAndForget(["PING"]))
+        await #expect { try await connection.execute(["PING"]) } throws: { ($0 as? RedisError)?.code == .overloaded }
+        // once Redis answers, there is room again
+        let other = try await TestRedis.connect(try TestRedis.configuration)
+        defer { other.close() }
+        _ = try await other.execute(["RPUSH", RedisArgument(key), "x"])
+        #expect(try await blocked.get().array?.last?.string == "x")
+        #expect(await eventually { connection.pendingCommands == 0 })
+        #expect(connection.sendAndForget(["PING"]))
+    }
 }
