@@ -1,0 +1,263 @@
+import Foundation
+import Logging
+import NIOCore
+import Signaling
+
+/// The cluster's ``Roster`` on Redis: every operation is one Lua script (``RosterScripts``),
+/// sent on the client's one pipelined command connection, so Redis applies them in the
+/// order a node sends them; each script publishes its effects to the node channels
+/// (`<prefix>:{node:<id>:roster}`) of the sessions concerned.
+///
+/// Keys (all of a room in one hash slot, for Redis Cluster later; the room name is
+/// base64url-encoded so no character of it can end the hash tag):
+/// - `<prefix>:{r:<tenant>:<room64>}:peers` — hash peer id → peer record (presence)
+/// - `<prefix>:{r:<tenant>:<room64>}:nodes` — hash node → sessions it hosts in the room
+/// - `<prefix>:{r:<tenant>:<room64>}:s:<session>` — hash `seq`, `bytes`, `secret` (SHA-1)
+/// - `<prefix>:{r:<tenant>:<room64>}:log:<session>` — list of kind byte + frame, capped
+/// - `<prefix>:{t:<tenant>}:conns` — the tenant's sessions on every node
+public final class RedisRoster: Roster {
+    public struct Configuration: Sendable {
+        public var prefix: String
+        /// Frames and bytes kept per session for resume (the oldest go first).
+        public var replayLimits: ReplayBuffer.Limits
+        /// How long a session's state and log live without being touched.
+        public var stateTTL: Duration
+
+        public init(prefix: String = "sb", replayLimits: ReplayBuffer.Limits = .init(), stateTTL: Duration = .seconds(86_400)) {
+            self.prefix = prefix
+            self.replayLimits = replayLimits
+            self.stateTTL = stateTTL
+        }
+    }
+
+    public let client: RedisClient
+    public let configuration: Configuration
+    private let logger: Logger
+    private let channelPrefix: RedisArgument
+    private let channelSuffix: RedisArgument = ":roster}"
+
+    public init(client: RedisClient, configuration: Configuration = .init(), logger: Logger) {
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+        // `<prefix>:{node:<id>` + `}:roster` — the suffix closes the hash tag after the id.
+        channelPrefix = RedisArgument("\(configuration.prefix):{node:")
+    }
+
+    /// The channel a node's roster events travel on.
+    public static func channel(node: String, prefix: String = "sb") -> String {
+        "\(prefix):{node:\(node):roster}"
+    }
+
+    // MARK: Keys
+
+    struct RoomKeys {
+        let prefix: String
+        var peers: String { prefix + ":peers" }
+        var nodes: String { prefix + ":nodes" }
+        func state(_ session: String) -> String { prefix + ":s:" + session }
+        func log(_ session: String) -> String { prefix + ":log:" + session }
+    }
+
+    func room(_ tenantID: String, _ room: String) -> RoomKeys {
+        RoomKeys(prefix: "\(configuration.prefix):{r:\(tenantID):\(Base64URL.encode(Array(room.utf8)))}")
+    }
+
+    func connections(_ tenantID: String) -> String {
+        "\(configuration.prefix):{t:\(tenantID)}:conns"
+    }
+
+    private var ttlMilliseconds: RedisArgument {
+        RedisArgument(configuration.stateTTL.components.seconds * 1000 + configuration.stateTTL.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    // MARK: Roster
+
+    public func join(_ request: RosterJoin) async throws(RosterError) -> RosterJoinOutcome {
+        let peer = request.peer
+        let keys = room(peer.tenantID, peer.room)
+        let reply = try await run(
+            RosterScripts.join,
+            keys: [keys.peers, keys.nodes, connections(peer.tenantID), keys.state(peer.sessionId), keys.log(peer.sessionId)].map { RedisArgument($0) },
+            args: [
+                channelPrefix, channelSuffix, RedisArgument(keys.prefix), RedisArgument(peer.tenantID), RedisArgument(peer.room),
+                RedisArgument(peer.peerId), RedisArgument(peer.sessionId), RedisArgument(peer.node), RedisArgument(bytes: RosterWire.record(peer)),
+                RedisArgument(request.maxPeers), RedisArgument(request.maxConnections), RedisArgument(request.resumeSecret), ttlMilliseconds,
+            ])
+        guard let parts = reply.array, let status = parts.first?.string else { throw Self.unexpected(reply) }
+        switch status {
+        case "room_full": return .roomFull
+        case "too_many_connections": return .tooManyConnections
+        case "ok":
+            guard parts.count == 3 else { throw Self.unexpected(reply) }
+            let replaced = parts[1].bytes.flatMap {
+                RosterWire.peer(tenantID: peer.tenantID, room: peer.room, peerId: peer.peerId, record: $0)
+            }
+            let others = RosterWire.peers(tenantID: peer.tenantID, room: peer.room, flat: parts[2].array ?? [])
+                .filter { $0.peerId != peer.peerId }
+            return .joined(others: others, replaced: replaced)
+        default:
+            throw Self.unexpected(reply)
+        }
+    }
+
+    public func leave(_ session: SessionAddress, reason: LeaveReason) async throws(RosterError) {
+        let keys = room(session.tenantID, session.room)
+        _ = try await run(
+            RosterScripts.leave,
+            keys: [keys.peers, keys.nodes, connections(session.tenantID), keys.state(session.sessionId), keys.log(session.sessionId)]
+                .map { RedisArgument($0) },
+            args: [
+                channelPrefix, channelSuffix, RedisArgument(session.tenantID), RedisArgument(session.room), RedisArgument(session.peerId),
+                RedisArgument(session.sessionId), RedisArgument(reason.rawValue),
+            ])
+    }
+
+    public func update(_ session: SessionAddress, metadata: RawJSON) async throws(RosterError) {
+        let keys = room(session.tenantID, session.room)
+        _ = try await run(
+            RosterScripts.update, keys: [RedisArgument(keys.peers), RedisArgument(keys.nodes)],
+            args: [
+                channelPrefix, channelSuffix, RedisArgument(session.tenantID), RedisArgument(session.room), RedisArgument(session.peerId),
+                RedisArgument(session.sessionId), RedisArgument(bytes: metadata.bytes),
+            ])
+    }
+
+    public func resume(_ request: RosterResume) async throws(RosterError) -> RosterResumeOutcome {
+        let session = request.session
+        let keys = room(session.tenantID, session.room)
+        let reply = try await run(
+            RosterScripts.resume,
+            keys: [keys.peers, keys.nodes, keys.state(session.sessionId), keys.log(session.sessionId)].map { RedisArgument($0) },
+            args: [
+                channelPrefix, channelSuffix, RedisArgument(session.peerId), RedisArgument(session.sessionId),
+                RedisArgument(request.resumeSecret), RedisArgument(request.lastSeq), RedisArgument(request.node), ttlMilliseconds,
+            ])
+        guard let parts = reply.array, let status = parts.first?.string else { throw Self.unexpected(reply) }
+        switch status {
+        case "unknown": return .unknownSession
+        case "gap": return .gap
+        case "ok":
+            guard parts.count == 4, let seq = parts[1].int.map(UInt64.init), let entries = parts[2].array else {
+                throw Self.unexpected(reply)
+            }
+            var frames: [LoggedFrame] = []
+            frames.reserveCapacity(entries.count)
+            for (offset, entry) in entries.enumerated() {
+                let entrySeq = seq - UInt64(entries.count - 1 - offset)
+                guard let bytes = entry.bytes, let frame = RosterWire.loggedFrame(bytes, seq: entrySeq) else { throw Self.unexpected(reply) }
+                frames.append(frame)
+            }
+            let peers = RosterWire.peers(tenantID: session.tenantID, room: session.room, flat: parts[3].array ?? [])
+                .filter { $0.peerId != session.peerId }
+            return .resumed(frames: frames, seq: seq, peers: peers)
+        default:
+            throw Self.unexpected(reply)
+        }
+    }
+
+    public func relay(_ relay: Relay, completion: @escaping @Sendable (Result<RelayReceipt, RosterError>) -> Void) {
+        let keys = room(relay.from.tenantID, relay.from.room)
+        let (prefix, suffix) = relay.frameTemplate
+        let limits = configuration.replayLimits
+        let future = evalsha(
+            RosterScripts.relay, keys: [RedisArgument(keys.peers)],
+            args: [
+                channelPrefix, channelSuffix, RedisArgument(keys.prefix), RedisArgument(relay.to ?? ""), RedisArgument(relay.from.peerId),
+                RedisArgument(bytes: [RosterWire.kindByte(relay.kind)]), RedisArgument(bytes: prefix), RedisArgument(bytes: suffix),
+                RedisArgument(limits.maxFrames), RedisArgument(limits.maxBytes), ttlMilliseconds,
+            ])
+        future.whenComplete { result in
+            switch result {
+            case .success(.integer(-1)):
+                completion(.failure(RosterError(.peerNotFound, "no such peer in the room")))
+            case .success(let reply):
+                guard let parts = reply.array, parts.count == 2, let recipients = parts[0].int, let nodes = parts[1].int else {
+                    return completion(.failure(Self.unexpected(reply)))
+                }
+                completion(.success(RelayReceipt(recipients: Int(recipients), nodes: Int(nodes))))
+            case .failure(let error):
+                completion(.failure(Self.rosterError(error)))
+            }
+        }
+    }
+
+    public func peers(tenantID: String, room name: String) async throws(RosterError) -> [PeerRecord] {
+        let reply = try await command(["HGETALL", RedisArgument(room(tenantID, name).peers)])
+        return RosterWire.peers(tenantID: tenantID, room: name, flat: reply.array ?? [])
+    }
+
+    public func connectionCount(tenantID: String) async throws(RosterError) -> Int {
+        let reply = try await command(["GET", RedisArgument(connections(tenantID))])
+        return reply.string.flatMap(Int.init) ?? 0
+    }
+
+    public func subscribe(node: String, _ handler: @escaping @Sendable (RosterEvent) -> Void) async throws(RosterError) -> any BusSubscription {
+        let channel = Self.channel(node: node, prefix: configuration.prefix)
+        let subscription = client.subscribe(channel) { message in
+            for event in RosterWire.decodeEvents(message.payload) { handler(event) }
+        }
+        // Confirmed once Redis counts the subscriber (events published before are not seen).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            let counted = try? await command(["PUBSUB", "NUMSUB", RedisArgument(channel)])
+            if let count = counted?.array?.last?.int, count > 0 { return RosterSubscription(subscription) }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        subscription.cancel()
+        throw RosterError(.unavailable, "could not subscribe to \(channel)")
+    }
+
+    /// The events of one roster channel payload (what ``subscribe(node:_:)`` hands out).
+    public static func decodeEvents(_ payload: [UInt8]) -> [RosterEvent] {
+        RosterWire.decodeEvents(payload)
+    }
+
+    // MARK: Plumbing
+
+    /// `EVALSHA`, loading the script first when Redis does not have it (a restarted server).
+    private func evalsha(_ script: RedisScript, keys: [RedisArgument], args: [RedisArgument]) -> EventLoopFuture<RedisValue> {
+        let command: [RedisArgument] = ["EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + args
+        let client = self.client
+        return client.send(command).flatMapError { error in
+            guard let error = error as? RedisError, error.serverErrorPrefix == "NOSCRIPT" else {
+                return client.eventLoop.makeFailedFuture(error)
+            }
+            let replies = client.sendBatch([["SCRIPT", "LOAD", RedisArgument(script.source)], command])
+            return replies[1]
+        }
+    }
+
+    private func run(_ script: RedisScript, keys: [RedisArgument], args: [RedisArgument]) async throws(RosterError) -> RedisValue {
+        do {
+            return try await evalsha(script, keys: keys, args: args).get()
+        } catch {
+            throw Self.rosterError(error)
+        }
+    }
+
+    private func command(_ args: [RedisArgument]) async throws(RosterError) -> RedisValue {
+        do {
+            return try await client.send(args).get()
+        } catch {
+            throw Self.rosterError(error)
+        }
+    }
+
+    static func rosterError(_ error: any Error) -> RosterError {
+        guard let error = error as? RedisError else { return RosterError(.unavailable, "\(error)") }
+        if error.code == .timeout { return RosterError(.timedOut, error.message) }
+        return RosterError(.unavailable, error.description)
+    }
+
+    static func unexpected(_ reply: RedisValue) -> RosterError {
+        RosterError(.unavailable, "unexpected reply from Redis: \(reply)")
+    }
+}
+
+/// Ends a roster subscription.
+struct RosterSubscription: BusSubscription {
+    let subscription: RedisSubscription
+    init(_ subscription: RedisSubscription) { self.subscription = subscription }
+    func cancel() { subscription.cancel() }
+}
