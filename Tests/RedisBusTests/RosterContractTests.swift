@@ -4,11 +4,17 @@ import Signaling
 import Synchronization
 import Testing
 
-/// The cluster's data plane on a real Redis (issue #13): two "nodes" — two clients with their
-/// own node channel — join one room, relay, resume on the other node, and are limited and
-/// replaced cluster-wide, as the Lua scripts promise.
-@Suite("Redis roster", .serialized, .requiresRedis, .timeLimit(.minutes(2)))
-struct RedisRosterTests {
+/// One contract for every ``Roster`` (issue #13): the embedded ``InMemoryRoster`` and the
+/// cluster's ``RedisRoster`` on a real Redis. Two "nodes" — with the Redis roster two clients,
+/// each with its own node channel — join one room, relay, resume on the other node, and are
+/// limited and replaced across the cluster.
+@Suite("Roster contract", .serialized, .timeLimit(.minutes(2)))
+struct RosterContractTests {
+    enum Implementation: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case inMemory, redis
+        var testDescription: String { rawValue }
+    }
+
     /// What one node hears on its roster channel.
     final class Inbox: Sendable {
         private let events = Mutex<[RosterEvent]>([])
@@ -32,29 +38,47 @@ struct RedisRosterTests {
         init(_ description: String) { self.description = description }
     }
 
-    /// Two nodes on one Redis, each with a client, a roster and an inbox, under a fresh prefix.
+    /// Two nodes, each with a roster handle and an inbox: with Redis, two clients on one
+    /// server under a fresh key prefix; in memory, one roster both nodes share.
     static func withTwoNodes(
-        limits: ReplayBuffer.Limits = .init(), _ body: (_ a: RedisRoster, _ inboxA: Inbox, _ b: RedisRoster, _ inboxB: Inbox) async throws -> Void
+        _ implementation: Implementation, limits: ReplayBuffer.Limits = .init(),
+        _ body: (_ a: any Roster, _ inboxA: Inbox, _ b: any Roster, _ inboxB: Inbox) async throws -> Void
     ) async throws {
-        let prefix = TestRedis.unique("sbt")
-        let clientA = RedisClient(configuration: try TestRedis.configuration, logger: TestRedis.logger)
-        let clientB = RedisClient(configuration: try TestRedis.configuration, logger: TestRedis.logger)
-        let configuration = RedisRoster.Configuration(prefix: prefix, replayLimits: limits)
-        let a = RedisRoster(client: clientA, configuration: configuration, logger: TestRedis.logger)
-        let b = RedisRoster(client: clientB, configuration: configuration, logger: TestRedis.logger)
         let inboxA = Inbox()
         let inboxB = Inbox()
-        try await withRunningClient(clientA) {
-            try await withRunningClient(clientB) {
-                #expect(await clientA.waitUntilAvailable(timeout: .seconds(5)))
-                #expect(await clientB.waitUntilAvailable(timeout: .seconds(5)))
-                let subA = try await a.subscribe(node: "node-a") { inboxA.append($0) }
-                let subB = try await b.subscribe(node: "node-b") { inboxB.append($0) }
-                defer {
-                    subA.cancel()
-                    subB.cancel()
+        switch implementation {
+        case .inMemory:
+            let roster = InMemoryRoster(configuration: .init(replayLimits: limits))
+            let subA = try await roster.subscribe(node: "node-a") { inboxA.append($0) }
+            let subB = try await roster.subscribe(node: "node-b") { inboxB.append($0) }
+            defer {
+                subA.cancel()
+                subB.cancel()
+            }
+            try await body(roster, inboxA, roster, inboxB)
+        case .redis:
+            guard TestRedis.url != nil else {
+                print("Redis roster contract skipped: REDIS_URL is not set")
+                return
+            }
+            let prefix = TestRedis.unique("sbt")
+            let clientA = RedisClient(configuration: try TestRedis.configuration, logger: TestRedis.logger)
+            let clientB = RedisClient(configuration: try TestRedis.configuration, logger: TestRedis.logger)
+            let configuration = RedisRoster.Configuration(prefix: prefix, replayLimits: limits)
+            let a = RedisRoster(client: clientA, configuration: configuration, logger: TestRedis.logger)
+            let b = RedisRoster(client: clientB, configuration: configuration, logger: TestRedis.logger)
+            try await withRunningClient(clientA) {
+                try await withRunningClient(clientB) {
+                    #expect(await clientA.waitUntilAvailable(timeout: .seconds(5)))
+                    #expect(await clientB.waitUntilAvailable(timeout: .seconds(5)))
+                    let subA = try await a.subscribe(node: "node-a") { inboxA.append($0) }
+                    let subB = try await b.subscribe(node: "node-b") { inboxB.append($0) }
+                    defer {
+                        subA.cancel()
+                        subB.cancel()
+                    }
+                    try await body(a, inboxA, b, inboxB)
                 }
-                try await body(a, inboxA, b, inboxB)
             }
         }
     }
@@ -69,7 +93,7 @@ struct RedisRosterTests {
         SessionAddress(tenantID: peer.tenantID, room: peer.room, peerId: peer.peerId, sessionId: peer.sessionId)
     }
 
-    static func join(_ roster: RedisRoster, _ peer: PeerRecord, maxPeers: Int = 100, maxConnections: Int = 100) async throws -> RosterJoinOutcome {
+    static func join(_ roster: any Roster, _ peer: PeerRecord, maxPeers: Int = 100, maxConnections: Int = 100) async throws -> RosterJoinOutcome {
         try await roster.join(RosterJoin(peer: peer, resumeSecret: "secret-\(peer.sessionId)", maxPeers: maxPeers, maxConnections: maxConnections))
     }
 
@@ -77,14 +101,15 @@ struct RedisRosterTests {
         RedisRoster.decodeEvents(payload)
     }
 
-    static func relay(_ roster: RedisRoster, _ relay: Relay) async -> Result<RelayReceipt, RosterError> {
+    static func relay(_ roster: any Roster, _ relay: Relay) async -> Result<RelayReceipt, RosterError> {
         await withCheckedContinuation { continuation in
             roster.relay(relay) { continuation.resume(returning: $0) }
         }
     }
 
-    @Test func joinsSeeEachOtherAcrossNodesAndPresenceIsShared() async throws {
-        try await Self.withTwoNodes { a, inboxA, b, inboxB in
+    @Test(arguments: Implementation.allCases)
+    func joinsSeeEachOtherAcrossNodesAndPresenceIsShared(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, inboxA, b, inboxB in
             let alice = try Self.peer("alice", session: "S-alice", node: "node-a", metadata: #"{"name":"Alice"}"#)
             let bob = try Self.peer("bob", session: "S-bob", node: "node-b")
             #expect(try await Self.join(a, alice) == .joined(others: [], replaced: nil))
@@ -109,8 +134,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func tenThousandSignalsCrossInOrderNumberedAndLogged() async throws {
-        try await Self.withTwoNodes { a, _, b, inboxB in
+    @Test(arguments: Implementation.allCases)
+    func tenThousandSignalsCrossInOrderNumberedAndLogged(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, _, b, inboxB in
             let alice = try Self.peer("alice", session: "S-alice", node: "node-a")
             let bob = try Self.peer("bob", session: "S-bob", node: "node-b")
             _ = try await Self.join(a, alice)
@@ -140,8 +166,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func aSignalToSomeoneAbsentIsPeerNotFound() async throws {
-        try await Self.withTwoNodes { a, _, _, _ in
+    @Test(arguments: Implementation.allCases)
+    func aSignalToSomeoneAbsentIsPeerNotFound(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, _, _, _ in
             let alice = try Self.peer("alice", session: "S-alice", node: "node-a")
             _ = try await Self.join(a, alice)
             let result = await Self.relay(a, Relay(from: Self.address(alice), kind: .signal, to: "nobody", data: .null))
@@ -150,8 +177,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func aBroadcastCrossesToEachNodeOnce() async throws {
-        try await Self.withTwoNodes { a, inboxA, b, inboxB in
+    @Test(arguments: Implementation.allCases)
+    func aBroadcastCrossesToEachNodeOnce(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, inboxA, b, inboxB in
             let sender = try Self.peer("sender", session: "S-0", node: "node-a")
             _ = try await Self.join(a, sender)
             var onB: [String] = []
@@ -171,8 +199,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func aSessionResumesOnAnotherNodeWithEverythingItMissedExactlyOnce() async throws {
-        try await Self.withTwoNodes { a, inboxA, b, inboxB in
+    @Test(arguments: Implementation.allCases)
+    func aSessionResumesOnAnotherNodeWithEverythingItMissedExactlyOnce(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, inboxA, b, inboxB in
             let alice = try Self.peer("alice", session: "S-alice", node: "node-a")
             let bob = try Self.peer("bob", session: "S-bob", node: "node-a")
             _ = try await Self.join(a, alice)
@@ -200,8 +229,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func theReplayLogIsCappedAndAResumeBehindItIsAGap() async throws {
-        try await Self.withTwoNodes(limits: .init(maxFrames: 4, maxBytes: 1 << 20)) { a, _, b, _ in
+    @Test(arguments: Implementation.allCases)
+    func theReplayLogIsCappedAndAResumeBehindItIsAGap(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation, limits: .init(maxFrames: 4, maxBytes: 1 << 20)) { a, _, b, _ in
             let alice = try Self.peer("alice", session: "S-alice", node: "node-a")
             let bob = try Self.peer("bob", session: "S-bob", node: "node-a")
             _ = try await Self.join(a, alice)
@@ -216,8 +246,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func roomAndTenantLimitsHoldAcrossNodes() async throws {
-        try await Self.withTwoNodes { a, _, b, _ in
+    @Test(arguments: Implementation.allCases)
+    func roomAndTenantLimitsHoldAcrossNodes(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, _, b, _ in
             _ = try await Self.join(a, try Self.peer("p1", session: "S-1", node: "node-a"), maxPeers: 2, maxConnections: 3)
             _ = try await Self.join(b, try Self.peer("p2", session: "S-2", node: "node-b"), maxPeers: 2, maxConnections: 3)
             #expect(try await Self.join(b, try Self.peer("p3", session: "S-3", node: "node-b"), maxPeers: 2, maxConnections: 3) == .roomFull)
@@ -234,8 +265,9 @@ struct RedisRosterTests {
         }
     }
 
-    @Test func theSamePeerJoiningOnAnotherNodeReplacesTheOldSessionThere() async throws {
-        try await Self.withTwoNodes { a, inboxA, b, _ in
+    @Test(arguments: Implementation.allCases)
+    func theSamePeerJoiningOnAnotherNodeReplacesTheOldSessionThere(_ implementation: Implementation) async throws {
+        try await Self.withTwoNodes(implementation) { a, inboxA, b, _ in
             let watcher = try Self.peer("watcher", session: "S-w", node: "node-a")
             _ = try await Self.join(a, watcher)
             _ = try await Self.join(a, try Self.peer("carol", session: "S-c1", node: "node-a"))
@@ -263,14 +295,14 @@ struct RedisRosterTests {
         var payload: [UInt8] = [UInt8(ascii: "R")]
         payload += [0, 0, 0, 3] + Array("S-1".utf8)
         payload += [UInt8(ascii: "M")] + [0, 0, 0, 3] + Array("S-2".utf8)
-        #expect(RedisRosterTests.decode(payload) == [.replaced(sessionId: "S-1"), .moved(sessionId: "S-2")])
+        #expect(RosterContractTests.decode(payload) == [.replaced(sessionId: "S-1"), .moved(sessionId: "S-2")])
         for cut in 0..<payload.count {
-            _ = RedisRosterTests.decode(Array(payload[..<cut]))  // never traps
+            _ = RosterContractTests.decode(Array(payload[..<cut]))  // never traps
         }
-        #expect(RedisRosterTests.decode([UInt8(ascii: "D"), 1, 255, 255, 255, 255]) == [])
-        #expect(RedisRosterTests.decode([UInt8(ascii: "Z"), 0]) == [])
+        #expect(RosterContractTests.decode([UInt8(ascii: "D"), 1, 255, 255, 255, 255]) == [])
+        #expect(RosterContractTests.decode([UInt8(ascii: "Z"), 0]) == [])
         for _ in 0..<200 {
-            _ = RedisRosterTests.decode((0..<Int.random(in: 0..<64)).map { _ in UInt8.random(in: 0...255) })
+            _ = RosterContractTests.decode((0..<Int.random(in: 0..<64)).map { _ in UInt8.random(in: 0...255) })
         }
     }
 }
