@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import NIOCore
 import PostgresNIO
 import PostgresStore
@@ -41,6 +44,9 @@ struct StartupFailure: Error, CustomStringConvertible {
                 return oneLine("PostgreSQL refused: \(message): check SWITCHBOARD_DATABASE_URL (user, password, database)")
             }
             return "cannot reach PostgreSQL (\(error.code)): check SWITCHBOARD_DATABASE_URL and that the server is up"
+        case let error as URLError:
+            let url = error.failingURL?.absoluteString ?? "the node"
+            return "cannot reach \(url) (URL error \(error.code.rawValue)): check that the node runs and the URL is right"
         case let error as CocoaError:
             let path = error.filePath ?? error.url?.path ?? "a file"
             switch error.code {

@@ -16,7 +16,8 @@ struct Bench: AsyncParsableCommand {
         discussion: """
             Each session sends `signal` frames to its partner (pairs share a room; with several --url \
             values the two halves of a pair sit on different nodes). --rate 0 only holds the sessions \
-            open (an idle-connection test); with --server-pid the server's RSS per session is reported.
+            open (an idle-connection test); with --server-pid the servers' RSS per session and their CPU \
+            time per delivered message (user + system, from /proc) are reported.
             """)
 
     @Option(name: .customLong("url"), help: "A node's public base URL (repeat for several nodes).") var urls: [String] = ["http://127.0.0.1:8080"]
@@ -30,7 +31,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds of traffic (or of holding idle sessions).") var duration: Double = 10
     @Option(help: "Seconds of traffic before measuring starts.") var warmup: Double = 1
     @Option(name: .customLong("connect-concurrency"), help: "Upgrades in flight at once while connecting.") var connectConcurrency: Int = 256
-    @Option(name: .customLong("server-pid"), help: "PID of a local server, to report its RSS per session.") var serverPID: Int32?
+    @Option(name: .customLong("server-pid"), help: "PID of a local server process (repeat for several: nodes, redis-server): report their RSS per session and CPU time per delivered message.") var serverPIDs: [Int32] = []
     @Option(help: "Event-loop threads for the generator.") var threads: Int = System.coreCount
     @Flag(help: "Print the report as JSON.") var json = false
 
@@ -46,6 +47,10 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await StartupFailure.plain { try await runBench() }
+    }
+
+    private func runBench() async throws {
         ResourceLimits.raiseOpenFiles()
         let quiet = json
         // Progress goes to stderr, the report to stdout.
@@ -65,7 +70,7 @@ struct Bench: AsyncParsableCommand {
         }
         let plan = BenchPlan(
             urls: urls, apiKey: credentials.key, apiSecret: credentials.secret, sessions: sessions, rooms: rooms, rate: rate,
-            size: size, duration: duration, warmup: warmup, connectConcurrency: connectConcurrency, serverPID: serverPID,
+            size: size, duration: duration, warmup: warmup, connectConcurrency: connectConcurrency, serverPIDs: serverPIDs,
             threads: max(1, threads))
         let report: BenchReport
         do {
@@ -91,7 +96,7 @@ struct BenchPlan: Sendable {
     var duration: Double
     var warmup: Double
     var connectConcurrency: Int
-    var serverPID: Int32?
+    var serverPIDs: [Int32]
     var threads: Int
 
     /// The WebSocket base of node `index % urls.count`.

@@ -10,6 +10,14 @@ struct BenchReport {
     let serverRSSBeforeKB: Int?
     let serverRSSAfterKB: Int?
     let serverRSSPerSessionKB: Double?
+    /// CPU seconds the servers used while sending and settling.
+    let serverCPUSeconds: Double?
+
+    /// Server CPU per delivered message, in microseconds.
+    var serverCPUPerMessage: Double? {
+        guard let serverCPUSeconds, stats.received > 0 else { return nil }
+        return serverCPUSeconds * 1_000_000 / Double(stats.received)
+    }
 
     var lost: Int { max(0, stats.sent - stats.received) }
     var throughput: Double { measuredSeconds > 0 ? Double(stats.received) / measuredSeconds : 0 }
@@ -38,6 +46,9 @@ struct BenchReport {
         } else {
             lines.append("  idle:        held \(plan.sessions) sessions for \(plan.duration) s; closed early: \(stats.closed)")
         }
+        if let cpu = serverCPUSeconds, let perMessage = serverCPUPerMessage {
+            lines.append(String(format: "  server CPU:  %.2f s  (%.1f µs per delivered message)", cpu, perMessage))
+        }
         if let before = serverRSSBeforeKB, let after = serverRSSAfterKB {
             lines.append("  server RSS:  \(before) KB → \(after) KB" + (serverRSSPerSessionKB.map { String(format: "  (%.1f KB per session)", $0) } ?? ""))
         }
@@ -57,6 +68,8 @@ struct BenchReport {
         if let before = serverRSSBeforeKB { object["serverRSSBeforeKB"] = before }
         if let after = serverRSSAfterKB { object["serverRSSAfterKB"] = after }
         if let perSession = serverRSSPerSessionKB { object["serverRSSPerSessionKB"] = perSession }
+        if let cpu = serverCPUSeconds { object["serverCPUSeconds"] = cpu }
+        if let perMessage = serverCPUPerMessage { object["serverCPUMicrosecondsPerMessage"] = perMessage }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }

@@ -27,7 +27,7 @@ struct BenchRunner {
 
     private func run(on group: MultiThreadedEventLoopGroup) async throws -> BenchReport {
         let loops = group.makeIterator().map { BenchLoop(eventLoop: $0, payloadSize: plan.size) }
-        let rssBefore = plan.serverPID.flatMap(ProcessMemory.rssKB)
+        let rssBefore = ProcessMemory.rssKB(plan.serverPIDs)
 
         // Connect: session i sits on loop i % loops, node i % urls; its partner is i ^ 1.
         let started = ContinuousClock.now
@@ -64,15 +64,16 @@ struct BenchRunner {
 
         var rssPerSession: Double?
         var rssAfter: Int?
-        if let pid = plan.serverPID {
+        if !plan.serverPIDs.isEmpty {
             try await Task.sleep(for: .seconds(2))
-            rssAfter = ProcessMemory.rssKB(pid)
+            rssAfter = ProcessMemory.rssKB(plan.serverPIDs)
             if let before = rssBefore, let after = rssAfter {
                 rssPerSession = Double(after - before) / Double(plan.sessions)
             }
         }
 
         var measured = 0.0
+        var serverCPU: Double?
         if plan.rate > 0 {
             for loop in loops { loop.setPartners(peers) }
             let perLoop = Double(plan.rate) / Double(loops.count)
@@ -86,6 +87,7 @@ struct BenchRunner {
             }
             log("sending \(plan.rate) messages/s of \(plan.size) bytes for \(plan.duration) s…")
             let measureStart = ContinuousClock.now
+            let cpuBefore = ProcessMemory.cpuSeconds(plan.serverPIDs)
             for loop in loops { loop.startSending(ratePerSecond: perLoop) }
             try await Task.sleep(for: .milliseconds(Int64(plan.duration * 1000)))
             for loop in loops { loop.stopSending() }
@@ -97,6 +99,7 @@ struct BenchRunner {
                 if stats.received >= stats.sent { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
+            if let before = cpuBefore, let after = ProcessMemory.cpuSeconds(plan.serverPIDs) { serverCPU = after - before }
         } else {
             log("holding \(plan.sessions) idle sessions for \(plan.duration) s…")
             try await Task.sleep(for: .milliseconds(Int64(plan.duration * 1000)))
@@ -106,7 +109,7 @@ struct BenchRunner {
         try await Task.sleep(for: .milliseconds(200))
         return BenchReport(
             plan: plan, connectSeconds: connectSeconds, measuredSeconds: measured, stats: stats,
-            serverRSSBeforeKB: rssBefore, serverRSSAfterKB: rssAfter, serverRSSPerSessionKB: rssPerSession)
+            serverRSSBeforeKB: rssBefore, serverRSSAfterKB: rssAfter, serverRSSPerSessionKB: rssPerSession, serverCPUSeconds: serverCPU)
     }
 }
 
@@ -302,6 +305,35 @@ final class BenchLoop: @unchecked Sendable {
 }
 
 enum ProcessMemory {
+    /// Resident set size of local processes together, from /proc (nil when none is given or
+    /// one cannot be read).
+    static func rssKB(_ pids: [Int32]) -> Int? {
+        guard !pids.isEmpty else { return nil }
+        var total = 0
+        for pid in pids {
+            guard let rss = rssKB(pid) else { return nil }
+            total += rss
+        }
+        return total
+    }
+
+    /// CPU time (user + system) local processes have used so far, in seconds, from
+    /// `/proc/PID/stat` (clock ticks of 1/100 s).
+    static func cpuSeconds(_ pids: [Int32]) -> Double? {
+        guard !pids.isEmpty else { return nil }
+        var ticks = 0
+        for pid in pids {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+            ticks += user + system
+        }
+        return Double(ticks) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Resident set size of a local process, from /proc.
     static func rssKB(_ pid: Int32) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
