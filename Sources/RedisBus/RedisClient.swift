@@ -382,6 +382,15 @@ public final class RedisClient: Service, Sendable {
         subscriber.close()
     }
 
+    /// Closes both connections; ``run()`` connects again at once (after the first backoff
+    /// step) and resubscribes. For a caller that finds the connection wedged although its
+    /// sockets are open (e.g. ``RedisBus/isAvailable()`` failing again and again).
+    public func reconnect() {
+        let (command, subscriber) = state.withLock { ($0.command, $0.subscriber) }
+        command?.close()
+        subscriber?.close()
+    }
+
     /// Stops reconnecting and closes both connections (graceful shutdown; also usable
     /// directly, e.g. by tests).
     public func shutDown() {
