@@ -55,6 +55,18 @@ import Testing
             // a CA file that does not exist is a clear TLS error
             untrusted.caFile = "/nonexistent/ca.pem"
             await #expect { try await TestRedis.connect(untrusted) } throws: { ($0 as? RedisError)?.code == .tls }
+            // the bus over rediss:// end to end
+            let client = RedisClient(configuration: configuration, logger: TestRedis.logger)
+            let bus = RedisBus(client: client, configuration: .init(nodeID: "tls-node"), logger: TestRedis.logger)
+            let inbox = Inbox<BusMessage>()
+            let subscription = bus.subscribe(.control) { inbox.append($0) }
+            defer { subscription.cancel() }
+            try await withRunningClient(client) {
+                #expect(await client.waitUntilAvailable(timeout: .seconds(10)))
+                #expect(await bus.isAvailable())
+                #expect(bus.publish(.tenantChanged(tenantID: "t"), to: .control))
+                #expect(await eventually { inbox.all == [.tenantChanged(tenantID: "t")] })
+            }
         }
     }
 
