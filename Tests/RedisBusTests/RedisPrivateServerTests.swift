@@ -103,6 +103,26 @@ import Testing
         }
     }
 
+    /// A server that stops answering (CLIENT PAUSE here; a half-open connection in the
+    /// wild) is noticed by the health-check PING and the command timeout, and left.
+    @Test func healthCheckNoticesAServerThatStopsAnswering() async throws {
+        try await withPrivateRedis { server in
+            var configuration = try RedisConfiguration(url: server.url)
+            configuration.commandTimeout = .milliseconds(300)
+            let client = RedisClient(
+                configuration: configuration, backoff: .init(initial: .milliseconds(50), maximum: .milliseconds(200)),
+                healthCheckInterval: .milliseconds(100), logger: TestRedis.logger)
+            let admin = try await TestRedis.connect(try RedisConfiguration(url: server.url))
+            defer { admin.close() }
+            try await withRunningClient(client) {
+                #expect(await client.waitUntilAvailable(timeout: .seconds(10)))
+                _ = try await admin.execute(["CLIENT", "PAUSE", "1500", "ALL"])
+                #expect(await eventually { client.statistics.commandLosses + client.statistics.subscriberLosses >= 1 })
+                #expect(await eventually { client.statistics.connects >= 2 && client.isAvailable })
+            }
+        }
+    }
+
     /// Redis closes a subscriber whose output buffer passes `client-output-buffer-limit
     /// pubsub`; the client counts the loss, reconnects, resubscribes, and messages published
     /// while it was gone are lost (pub/sub keeps nothing).
