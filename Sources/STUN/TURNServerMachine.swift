@@ -103,6 +103,9 @@ public struct TURNServerMachine: Sendable {
     private var reservations: [UInt64: Reservation] = [:]
     private var buckets: [IPAddress: Bucket] = [:]
     private var nextAllocation: UInt64 = 1
+    /// Data indications need unique, not secret, transaction ids: a SplitMix64 sequence from a
+    /// random seed costs no system call per relayed packet.
+    private var indicationState = UInt64.random(in: 0...UInt64.max)
     /// While draining, Allocate gets 403; everything else keeps working.
     public private(set) var isDraining = false
 
@@ -154,12 +157,12 @@ public struct TURNServerMachine: Sendable {
     }
 
     /// A datagram that reached an allocation's relay socket from `peer`.
-    public func receiveFromPeer(_ payload: ByteBuffer, peer: TransportAddress, allocation id: AllocationID, now: TURNTime) -> Action? {
+    public mutating func receiveFromPeer(_ payload: ByteBuffer, peer: TransportAddress, allocation id: AllocationID, now: TURNTime) -> Action? {
         guard let allocation = allocations[id], let permission = allocation.permissions[peer.ip], permission > now else { return nil }
         if let number = allocation.channelByPeer[peer], let channel = allocation.channels[number], channel.expires > now {
             return .sendToClient(ChannelData(channel: number, payload: payload).encoded(padded: allocation.client.transport.isStream), allocation.client)
         }
-        var encoder = STUNMessageEncoder(type: STUNMessageType(method: .data, class: .indication), transactionID: .random())
+        var encoder = STUNMessageEncoder(type: STUNMessageType(method: .data, class: .indication), transactionID: nextIndicationID())
         encoder.append(.xorPeerAddress, xorAddress: peer)
         encoder.append(.data, buffer: payload)
         return .sendToClient(encoder.message, allocation.client)
@@ -589,6 +592,15 @@ public struct TURNServerMachine: Sendable {
     }
 
     // MARK: Bookkeeping
+
+    private mutating func nextIndicationID() -> TransactionID {
+        indicationState &+= 0x9E37_79B9_7F4A_7C15
+        var z = indicationState
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return TransactionID(high: UInt32(truncatingIfNeeded: indicationState >> 32), low: z)
+    }
 
     private func grantedLifetime(_ requested: UInt32?) -> Int64 {
         guard let requested else { return configuration.defaultLifetime }

@@ -82,30 +82,44 @@ final class TURNCore: @unchecked Sendable {
                 return loop.makeFailedFuture(error)
             }
         }
-        return DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
-            }
-            .bind(host: configuration.host, port: configuration.port)
-            .flatMap { udp in
+        return bindListeners(attemptsLeft: configuration.port == 0 ? 20 : 1)
+            .flatMap { udp, tcp in
                 self.udpListener = udp
+                self.streamListeners.append(tcp)
                 let port = udp.localAddress?.port ?? self.configuration.port
-                return self.bindStream(port: port, tls: nil).flatMap { tcp in
-                    self.streamListeners.append(tcp)
-                    guard let context = self.tlsContext else {
-                        return self.loop.makeSucceededFuture(TURNListeningAddresses(udpPort: port, tcpPort: tcp.localAddress?.port ?? port, tlsPort: nil))
-                    }
-                    return self.bindStream(port: self.configuration.tlsPort, tls: context).map { tls in
-                        self.streamListeners.append(tls)
-                        return TURNListeningAddresses(udpPort: port, tcpPort: tcp.localAddress?.port ?? port, tlsPort: tls.localAddress?.port)
-                    }
+                guard let context = self.tlsContext else {
+                    return self.loop.makeSucceededFuture(TURNListeningAddresses(udpPort: port, tcpPort: port, tlsPort: nil))
+                }
+                return self.bindStream(port: self.configuration.tlsPort, tls: context).map { tls in
+                    self.streamListeners.append(tls)
+                    return TURNListeningAddresses(udpPort: port, tcpPort: port, tlsPort: tls.localAddress?.port)
                 }
             }
             .map { addresses in
                 self.publish(self.status)
                 self.timer = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.tick() }
                 return addresses
+            }
+    }
+
+    /// UDP, then TCP on the same port. With port 0 the kernel picks the UDP port, which may
+    /// be taken for TCP: then both are tried again.
+    private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
+        DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .flatMap { udp in
+                let port = udp.localAddress?.port ?? self.configuration.port
+                return self.bindStream(port: port, tls: nil)
+                    .map { tcp in (udp, tcp) }
+                    .flatMapError { error in
+                        udp.close(promise: nil)
+                        guard attemptsLeft > 1 else { return self.loop.makeFailedFuture(error) }
+                        return self.bindListeners(attemptsLeft: attemptsLeft - 1)
+                    }
             }
     }
 
@@ -151,7 +165,13 @@ final class TURNCore: @unchecked Sendable {
         if machine.allocationCount == 0 { return loop.makeSucceededVoidFuture() }
         let promise = loop.makePromise(of: Void.self)
         drainWaiters.append(promise)
-        loop.scheduleTask(in: timeout) { promise.succeed() }
+        loop.scheduleTask(in: timeout) {
+            // Only if the last allocation has not ended first (a promise succeeds once).
+            guard let index = self.drainWaiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
+            self.drainWaiters.remove(at: index)
+            self.logger.info("drain timeout reached", metadata: ["allocations": "\(self.machine.allocationCount)"])
+            promise.succeed()
+        }
         return promise.futureResult
     }
 

@@ -26,6 +26,7 @@ struct TURNMetrics {
     private let channels: Gauge
     private let rateLimited: Counter
     private let allocationsTotal: Counter
+    private let challenges: Counter
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -33,6 +34,7 @@ struct TURNMetrics {
         channels = Gauge(label: "switchboard_turn_channels", factory: factory)
         rateLimited = Counter(label: "switchboard_turn_rate_limited_total", factory: factory)
         allocationsTotal = Counter(label: "switchboard_turn_allocations_total", factory: factory)
+        challenges = Counter(label: "switchboard_turn_challenges_total", factory: factory)
     }
 
     /// Called about once a second with the machine's counts.
@@ -52,6 +54,8 @@ struct TURNMetrics {
 
     func record(_ report: TURNServerMachine.Report) {
         switch report {
+        case .authenticationFailed("missing"):
+            challenges.increment()  // the normal first round trip: not a failure
         case .authenticationFailed(let reason):
             Counter(label: "switchboard_turn_auth_failures_total", dimensions: [("reason", reason)], factory: factory).increment()
         case .peerRefused(let tenant, let reason):

@@ -16,7 +16,7 @@ struct CoturnInteropTests {
             let peerPort = try await freeUDPPort()
             let peer = try ChildProcess(CoturnTools.peer, ["-p", "\(peerPort)", "-L", "127.0.0.1"])
             defer { peer.stop() }
-            let port = transport.contains("-t") ? addresses.tcpPort : addresses.udpPort
+            let port = transport.contains("-S") ? (addresses.tlsPort ?? 0) : transport.contains("-t") ? addresses.tcpPort : addresses.udpPort
             let client = try ChildProcess(
                 CoturnTools.client,
                 transport + extra + ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", "\(peerPort)", "-p", "\(port)", "-n", "20", "-z", "5", "-c", "127.0.0.1"])
@@ -41,6 +41,27 @@ struct CoturnInteropTests {
     @Test func tcpWithChannelPadding() async throws {
         let user = TestSecrets.username()
         let result = try await relay(transport: ["-t"], username: user, password: TURNRESTCredentials.password(secret: TestSecrets.current, username: user))
+        let counts = try #require(uclientCounts(result.output), "\(result.output)")
+        #expect(counts.received == 20, "\(result.output)")
+    }
+
+    /// `turns:`: TURN over TLS with a throw-away self-signed certificate.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "openssl is not installed"))
+    func tlsWithACertificate() async throws {
+        let directory = NSTemporaryDirectory() + "turn-tls-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let openssl = try ChildProcess(
+            "/usr/bin/openssl",
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem", "-days", "1", "-subj", "/CN=localhost"])
+        #expect(await openssl.finish(timeout: .seconds(30)).status == 0)
+        let user = TestSecrets.username()
+        let result = try await relay(
+            transport: ["-S", "-t"], username: user, password: TURNRESTCredentials.password(secret: TestSecrets.current, username: user),
+            configure: {
+                $0.tlsCertificatePath = directory + "/cert.pem"
+                $0.tlsKeyPath = directory + "/key.pem"
+            })
         let counts = try #require(uclientCounts(result.output), "\(result.output)")
         #expect(counts.received == 20, "\(result.output)")
     }
