@@ -119,7 +119,6 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        var answered = 0
         do {
             try reader.feed(buffer)
             while let reply = try reader.next(pubSubMode: pubSubMode) {
@@ -127,18 +126,18 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
                 case .message(let message):
                     onMessage?(message)
                 case .value(let value):
-                    if handle(value) { answered += 1 }
+                    handle(value)
                 }
             }
         } catch {
             logger.error("redis: bad reply, closing the connection", metadata: ["error": "\(error)"])
             fail(error, context: context)
         }
-        if answered > 0 { shared.inFlight.subtract(answered, ordering: .relaxed) }
     }
 
-    /// Matches one reply to the oldest command; returns whether it answered a command.
-    private func handle(_ value: RedisValue) -> Bool {
+    /// Matches one reply to the oldest command. A command stops counting as pending before
+    /// its caller hears back, so a caller that sends again at once finds the room it left.
+    private func handle(_ value: RedisValue) {
         if pubSubMode, case .array(let items) = value, let word = items.first?.string,
             Self.confirmationWords.contains(word)
         {
@@ -155,24 +154,23 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
                     default: break
                     }
                 }
-                return false
+                return
             }
             if remaining > 1 {
                 head.reply = .confirmations(word: expected, remaining: remaining - 1, promise: promise)
                 pending[pending.startIndex] = head
-                return false
+                return
             }
             pending.removeFirst()
+            shared.inFlight.subtract(1, ordering: .relaxed)
             promise?.succeed()
-            return true
+            return
         }
         guard let head = pending.popFirst() else {
-            if case .array(let items) = value, items.first?.string == "message" || items.first?.string == "smessage" {
-                return false
-            }
             logger.warning("redis: a reply arrived with no command waiting", metadata: ["reply": "\(value)"])
-            return false
+            return
         }
+        shared.inFlight.subtract(1, ordering: .relaxed)
         switch head.reply {
         case .reply(let promise):
             if case .error(let message) = value {
@@ -190,7 +188,6 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
                 promise?.fail(RedisError(.protocolError, "unexpected reply \(value) to a subscription command"))
             }
         }
-        return true
     }
 
     private func armTimer(context: ChannelHandlerContext) {

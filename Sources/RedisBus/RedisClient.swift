@@ -90,13 +90,21 @@ public final class RedisClient: Service, Sendable {
     /// Error replies to fire-and-forget commands (e.g. a failed `PUBLISH`).
     public let onDiscardedError: (@Sendable (String) -> Void)?
 
+    /// How often both connections are sent a `PING` while up. A reply missing for the
+    /// command timeout closes that connection (and so starts a reconnect), which is how a
+    /// half-open TCP connection — a peer gone without a FIN or RST — is noticed on the
+    /// subscriber connection, where nothing else is ever sent. nil: no health checks.
+    public let healthCheckInterval: Duration?
+
+    /// - Parameter healthCheckInterval: see ``healthCheckInterval``.
     public init(
-        configuration: RedisConfiguration, backoff: Backoff = Backoff(),
+        configuration: RedisConfiguration, backoff: Backoff = Backoff(), healthCheckInterval: Duration? = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: Metrics = Metrics(),
         logger: Logger, onDiscardedError: (@Sendable (String) -> Void)? = nil
     ) {
         self.configuration = configuration
         self.backoff = backoff
+        self.healthCheckInterval = healthCheckInterval
         self.eventLoop = eventLoopGroup.next()
         self.logger = logger
         self.onDiscardedError = onDiscardedError
@@ -362,6 +370,14 @@ public final class RedisClient: Service, Sendable {
         let promise = eventLoop.makePromise(of: Int.self)
         command.closeFuture.whenComplete { _ in promise.succeed(0) }
         subscriber.closeFuture.whenComplete { _ in promise.succeed(1) }
+        let healthCheck = healthCheckInterval.map { interval in
+            eventLoop.scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { _ in
+                // the replies do not matter; a missing one trips the command timeout
+                _ = command.send(["PING"])
+                _ = subscriber.send(["PING"])
+            }
+        }
+        defer { healthCheck?.cancel() }
         let which = await withTaskCancellationHandler {
             (try? await promise.futureResult.get()) ?? 0
         } onCancel: {
@@ -380,6 +396,15 @@ public final class RedisClient: Service, Sendable {
         upGauge.record(0)
         command.close()
         subscriber.close()
+    }
+
+    /// Closes both connections; ``run()`` connects again at once (after the first backoff
+    /// step) and resubscribes. For a caller that finds the connection wedged although its
+    /// sockets are open (e.g. ``RedisBus/isAvailable()`` failing again and again).
+    public func reconnect() {
+        let (command, subscriber) = state.withLock { ($0.command, $0.subscriber) }
+        command?.close()
+        subscriber?.close()
     }
 
     /// Stops reconnecting and closes both connections (graceful shutdown; also usable

@@ -60,6 +60,10 @@ import Testing
             #expect(client.isAvailable)
             #expect(await !bus.isAvailable())
             #expect(await eventually { await bus.isAvailable() })
+            // a forced reconnect comes back by itself
+            client.reconnect()
+            #expect(await eventually { client.statistics.connects == 2 })
+            #expect(await eventually { await bus.isAvailable() })
         }
     }
 

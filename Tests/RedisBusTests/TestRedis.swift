@@ -98,7 +98,16 @@ final class PrivateRedis: Sendable {
     /// Starts one (the script runs on NIO's thread pool, never on a Swift concurrency thread).
     static func start(tls: Bool = false) async throws -> PrivateRedis {
         let output = try await run(["start", "--new"] + (tls ? ["--tls"] : []))
-        return try PrivateRedis(exports: output)
+        do {
+            return try PrivateRedis(exports: output)
+        } catch {
+            // never leave a server running that nobody will stop
+            for line in output.split(separator: "\n") where line.hasPrefix("export SWITCHBOARD_REDIS_DIR=") {
+                let directory = line.dropFirst("export SWITCHBOARD_REDIS_DIR=".count).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+                _ = try? await run(["stop", directory])
+            }
+            throw error
+        }
     }
 
     private init(exports output: String) throws {

@@ -1,0 +1,381 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import NIOSSL
+import STUN
+
+/// The I/O shell around ``TURNServerMachine``: owns the listeners, the relay sockets and the
+/// client connections, feeds the machine their events and performs the actions it returns.
+///
+/// Confinement, not locks: every channel of a node lives on one event loop, and every
+/// method here runs on it (`loop.preconditionInEventLoop()`), which is why the class can be
+/// `@unchecked Sendable` — it is handed to channel initialisers that run on that loop.
+final class TURNCore: @unchecked Sendable {
+    let loop: any EventLoop
+    let configuration: TURNServerConfiguration
+    let publicIP: IPAddress
+    let logger: Logger
+    private var machine: TURNServerMachine
+    private var metrics: TURNMetrics
+    private var udpListener: (any Channel)?
+    private var streamListeners: [any Channel] = []
+    private var streams: [TURNClient: any Channel] = [:]
+    private var relays: [AllocationID: Relay] = [:]
+    private var reserved: [TransportAddress: Relay] = [:]
+    private var usedPorts: Set<Int> = []
+    private var drainWaiters: [EventLoopPromise<Void>] = []
+    private var timer: RepeatedTask?
+    private var tlsContext: NIOSSLContext?
+    private let publish: @Sendable (TURNNodeStatus) -> Void
+    private let clockBase = (wall: Int64(Date().timeIntervalSince1970 * 1000), uptime: NIODeadline.now())
+
+    struct Relay {
+        let channel: any Channel
+        let handler: RelayHandler
+        let port: Int
+        var metrics: TURNMetrics.Relay?
+    }
+
+    init(configuration: TURNServerConfiguration, publicIP: IPAddress, loop: any EventLoop, logger: Logger, metricsFactory: any MetricsFactory,
+        publish: @escaping @Sendable (TURNNodeStatus) -> Void
+    ) {
+        self.publish = publish
+        self.metrics = TURNMetrics(factory: metricsFactory)
+        self.loop = loop
+        self.configuration = configuration
+        self.publicIP = publicIP
+        self.logger = logger
+        var machineConfiguration = TURNServerMachine.Configuration()
+        machineConfiguration.realm = configuration.realm
+        machineConfiguration.secrets = configuration.secrets
+        machineConfiguration.strictExpiry = configuration.strictExpiry
+        machineConfiguration.allocationQuotaPerTenant = configuration.allocationQuotaPerTenant
+        machineConfiguration.software = configuration.software
+        machineConfiguration.unauthenticatedPerSecond = configuration.unauthenticatedPerSecond
+        machineConfiguration.unauthenticatedBurst = configuration.unauthenticatedBurst
+        var own: Set<IPAddress> = [publicIP]
+        if let host = IPAddress(configuration.host), host != .v4(IPv4Address(0)) { own.insert(host) }
+        let ports = UInt16(clamping: configuration.relayPorts.lowerBound)...UInt16(clamping: configuration.relayPorts.upperBound)
+        machineConfiguration.policy = PeerAddressPolicy(allowLoopback: configuration.allowLoopback, ownAddresses: own, ownPorts: ports)
+        machineConfiguration.relayFamilies = [publicIP.family]
+        self.machine = TURNServerMachine(configuration: machineConfiguration)
+    }
+
+    var now: TURNTime {
+        TURNTime(milliseconds: clockBase.wall + (NIODeadline.now() - clockBase.uptime).nanoseconds / 1_000_000)
+    }
+
+    // MARK: Start and stop
+
+    /// Binds the UDP listener, then TCP on the same port, then TLS if configured.
+    func start() -> EventLoopFuture<TURNListeningAddresses> {
+        loop.preconditionInEventLoop()
+        if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+                let tls = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+                tlsContext = try NIOSSLContext(configuration: tls)
+            } catch {
+                return loop.makeFailedFuture(error)
+            }
+        }
+        return bindListeners(attemptsLeft: configuration.port == 0 ? 20 : 1)
+            .flatMap { udp, tcp in
+                self.udpListener = udp
+                self.streamListeners.append(tcp)
+                let port = udp.localAddress?.port ?? self.configuration.port
+                guard let context = self.tlsContext else {
+                    return self.loop.makeSucceededFuture(TURNListeningAddresses(udpPort: port, tcpPort: port, tlsPort: nil))
+                }
+                return self.bindStream(port: self.configuration.tlsPort, tls: context).map { tls in
+                    self.streamListeners.append(tls)
+                    return TURNListeningAddresses(udpPort: port, tcpPort: port, tlsPort: tls.localAddress?.port)
+                }
+            }
+            .map { addresses in
+                self.publish(self.status)
+                self.timer = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.tick() }
+                return addresses
+            }
+    }
+
+    /// UDP, then TCP on the same port. With port 0 the kernel picks the UDP port, which may
+    /// be taken for TCP: then both are tried again.
+    private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
+        DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .flatMap { udp in
+                let port = udp.localAddress?.port ?? self.configuration.port
+                return self.bindStream(port: port, tls: nil)
+                    .map { tcp in (udp, tcp) }
+                    .flatMapError { error in
+                        udp.close(promise: nil)
+                        guard attemptsLeft > 1 else { return self.loop.makeFailedFuture(error) }
+                        return self.bindListeners(attemptsLeft: attemptsLeft - 1)
+                    }
+            }
+    }
+
+    private func bindStream(port: Int, tls: NIOSSLContext?) -> EventLoopFuture<any Channel> {
+        let transport: TURNTransport = tls == nil ? .tcp : .tls
+        return ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    if let tls { try operations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try operations.addHandler(ByteToMessageHandler(TURNStreamDecoder()))
+                    try operations.addHandler(StreamHandler(core: self, transport: transport))
+                }
+            }
+            .bind(host: configuration.host, port: port)
+    }
+
+    /// Closes everything.
+    func shutdown() -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        timer?.cancel()
+        timer = nil
+        perform(machine.endAll())
+        var channels: [any Channel] = streamListeners + Array(streams.values) + reserved.values.map(\.channel)
+        if let udpListener { channels.append(udpListener) }
+        reserved = [:]
+        streams = [:]
+        streamListeners = []
+        udpListener = nil
+        publish(status)
+        let closes = channels.map { channel in channel.close().recover { _ in } }
+        return EventLoopFuture.andAllComplete(closes, on: loop)
+    }
+
+    /// Stops taking allocations; succeeds when the last one ends or after `timeout`.
+    func drain(timeout: TimeAmount) -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        machine.startDraining()
+        publish(status)
+        if machine.allocationCount == 0 { return loop.makeSucceededVoidFuture() }
+        let promise = loop.makePromise(of: Void.self)
+        drainWaiters.append(promise)
+        loop.scheduleTask(in: timeout) {
+            // Only if the last allocation has not ended first (a promise succeeds once).
+            guard let index = self.drainWaiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
+            self.drainWaiters.remove(at: index)
+            self.logger.info("drain timeout reached", metadata: ["allocations": "\(self.machine.allocationCount)"])
+            promise.succeed()
+        }
+        return promise.futureResult
+    }
+
+    var status: TURNNodeStatus {
+        loop.preconditionInEventLoop()
+        let counts = machine.permissionAndChannelCounts
+        return TURNNodeStatus(
+            allocations: machine.allocationCount, allocationsByTenant: machine.allocationsByTenant, permissions: counts.permissions,
+            channels: counts.channels, isDraining: machine.isDraining, isListening: udpListener != nil)
+    }
+
+    func endAllocations(tenant: String) {
+        loop.preconditionInEventLoop()
+        perform(machine.endAllocations(tenant: tenant))
+    }
+
+    // MARK: Events
+
+    func fromClient(_ bytes: ByteBuffer, client: TURNClient) {
+        if let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self), ChannelData.isChannelData(firstByte: first) {
+            if let action = machine.relayChannelData(bytes, from: client, now: now) { perform(action) }
+            return
+        }
+        perform(machine.receive(bytes, from: client, now: now))
+    }
+
+    func fromPeer(_ payload: ByteBuffer, peer: SocketAddress, relay handler: RelayHandler) {
+        guard let id = handler.allocation, let peer = TransportAddress(peer),
+            let action = machine.receiveFromPeer(payload, peer: peer, allocation: id, now: now)
+        else { return }
+        if let metrics = relays[id]?.metrics {
+            metrics.packetsToClient.increment()
+            metrics.bytesToClient.increment(by: Int64(payload.readableBytes))
+        }
+        perform(action)
+    }
+
+    func streamOpened(_ client: TURNClient, channel: any Channel) {
+        streams[client] = channel
+    }
+
+    func streamClosed(_ client: TURNClient) {
+        streams[client] = nil
+        perform(machine.connectionClosed(client))
+    }
+
+    private func tick() {
+        perform(machine.expire(now: now))
+        let counts = machine.permissionAndChannelCounts
+        metrics.update(allocationsByTenant: machine.allocationsByTenant, permissions: counts.permissions, channels: counts.channels)
+        publish(status)
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [TURNServerMachine.Action]) {
+        for action in actions { perform(action) }
+    }
+
+    private func perform(_ action: TURNServerMachine.Action) {
+        switch action {
+        case .sendToClient(let bytes, let client):
+            if client.transport == .udp {
+                udpListener?.writeAndFlush(AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes), promise: nil)
+            } else {
+                streams[client]?.writeAndFlush(bytes, promise: nil)
+            }
+        case .sendToPeer(let payload, let id, let peer):
+            guard let relay = relays[id] else { return }
+            relay.metrics?.packetsToPeer.increment()
+            relay.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
+            relay.channel.writeAndFlush(AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload), promise: nil)
+        case .openRelay(let request):
+            openRelay(request)
+        case .closeRelay(let id):
+            if let relay = relays.removeValue(forKey: id) {
+                usedPorts.remove(relay.port)
+                relay.channel.close(promise: nil)
+            }
+            if machine.allocationCount == 0, !drainWaiters.isEmpty {
+                let waiters = drainWaiters
+                drainWaiters = []
+                for waiter in waiters { waiter.succeed() }
+            }
+        case .releaseReservation(let address):
+            if let relay = reserved.removeValue(forKey: address) {
+                usedPorts.remove(relay.port)
+                relay.channel.close(promise: nil)
+            }
+        case .report(let report):
+            metrics.record(report)
+            switch report {
+            case .allocated(let id, let tenant, let client, let relayed):
+                logger.debug("allocation opened", metadata: ["allocation": "\(id)", "tenant": "\(tenant)", "client": "\(client)", "relayed": "\(relayed)"])
+            case .released(let id, let tenant, let reason):
+                logger.debug("allocation ended", metadata: ["allocation": "\(id)", "tenant": "\(tenant)", "reason": "\(reason)"])
+            case .peerRefused(let tenant, let reason):
+                logger.info("peer refused", metadata: ["tenant": "\(tenant)", "reason": "\(reason.rawValue)"])
+            case .authenticationFailed, .rateLimited:
+                break
+            }
+        }
+    }
+
+    // MARK: Relay sockets
+
+    private func openRelay(_ request: TURNServerMachine.RelayRequest) {
+        if let address = request.reservedAddress {
+            guard let relay = reserved.removeValue(forKey: address) else {
+                perform(machine.relayFailed(request.allocation, now: now))
+                return
+            }
+            opened(request, relay: relay, reservedNext: nil)
+            return
+        }
+        let range = configuration.relayPorts
+        let step = request.evenPort ? 2 : 1
+        var start = Int.random(in: range)
+        if request.evenPort, start % 2 == 1 { start = start == range.upperBound ? start - 1 : start + 1 }
+        bindRelay(request, candidate: start, step: step, attemptsLeft: 64)
+    }
+
+    private func bindRelay(_ request: TURNServerMachine.RelayRequest, candidate: Int, step: Int, attemptsLeft: Int) {
+        let range = configuration.relayPorts
+        guard attemptsLeft > 0 else {
+            logger.warning("no free relay port", metadata: ["range": "\(range)"])
+            perform(machine.relayFailed(request.allocation, now: now))
+            return
+        }
+        var port = candidate
+        if port > range.upperBound || (request.reserveNextPort && port + 1 > range.upperBound) {
+            port = range.lowerBound
+            if step == 2, port % 2 == 1 { port += 1 }
+        }
+        let next = port + step
+        if usedPorts.contains(port) || (request.reserveNextPort && usedPorts.contains(port + 1)) {
+            bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
+            return
+        }
+        let chosen = port
+        bindSocket(port: chosen).whenComplete { result in
+            switch result {
+            case .failure:
+                self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
+            case .success(let relay):
+                guard request.reserveNextPort else {
+                    self.opened(request, relay: relay, reservedNext: nil)
+                    return
+                }
+                let first = NIOLoopBound(relay, eventLoop: self.loop)
+                self.bindSocket(port: chosen + 1).whenComplete { second in
+                    switch second {
+                    case .success(let kept): self.opened(request, relay: first.value, reservedNext: kept)
+                    case .failure:
+                        first.value.channel.close(promise: nil)
+                        self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
+                    }
+                }
+            }
+        }
+    }
+
+    private func bindSocket(port: Int) -> EventLoopFuture<Relay> {
+        DatagramBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RelayHandler(core: self)) }
+            }
+            .bind(host: configuration.host, port: port)
+            .flatMapThrowing { channel in
+                Relay(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: RelayHandler.self), port: port)
+            }
+    }
+
+    private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {
+        var relay = relay
+        relay.handler.allocation = request.allocation
+        relay.metrics = TURNMetrics.Relay(tenant: request.tenant, factory: metrics.factory)
+        usedPorts.insert(relay.port)
+        relays[request.allocation] = relay
+        var reservedAddress: TransportAddress?
+        if let reservedNext {
+            usedPorts.insert(reservedNext.port)
+            let address = TransportAddress(ip: publicIP, port: UInt16(reservedNext.port))
+            reserved[address] = reservedNext
+            reservedAddress = address
+        }
+        let relayed = TransportAddress(ip: publicIP, port: UInt16(relay.port))
+        perform(machine.relayOpened(request.allocation, relayed: relayed, reserved: reservedAddress, now: now))
+    }
+}
+
+/// Where a node listens.
+public struct TURNListeningAddresses: Sendable, Hashable {
+    public var udpPort: Int
+    public var tcpPort: Int
+    public var tlsPort: Int?
+}
+
+/// A node's state for probes and metrics.
+public struct TURNNodeStatus: Sendable, Hashable {
+    public var allocations: Int
+    public var allocationsByTenant: [String: Int]
+    public var permissions: Int
+    public var channels: Int
+    public var isDraining: Bool
+    public var isListening: Bool
+}

@@ -1,0 +1,108 @@
+import NIOCore
+import STUN
+
+/// The UDP listener: every datagram is a STUN message or ChannelData from a client.
+final class UDPListenerHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let core: TURNCore
+    /// The listener's own address: the server side of each 5-tuple.
+    private var local: TransportAddress?
+
+    init(core: TURNCore) { self.core = core }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        if local == nil { local = context.channel.localAddress.flatMap(TransportAddress.init) }
+        guard let local, let remote = TransportAddress(envelope.remoteAddress) else { return }
+        core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP errors surface here as read errors on Linux; the listener keeps serving.
+    }
+}
+
+/// One allocation's relay socket: datagrams from peers.
+final class RelayHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let core: TURNCore
+    /// Set when the socket is given to an allocation (a reserved port has none until claimed).
+    var allocation: AllocationID?
+
+    init(core: TURNCore) { self.core = core }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        core.fromPeer(envelope.data, peer: envelope.remoteAddress, relay: self)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+}
+
+/// Cuts a TCP/TLS stream into STUN and ChannelData frames (RFC 8656 §12.5).
+struct TURNStreamDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    struct InvalidFrame: Error {}
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        switch TURNFraming.nextFrame(in: buffer) {
+        case .needMoreBytes:
+            return .needMoreData
+        case .stun(let length), .channelData(let length):
+            guard let frame = buffer.readSlice(length: length) else { return .needMoreData }
+            context.fireChannelRead(wrapInboundOut(frame))
+            return .continue
+        case .invalid:
+            throw InvalidFrame()
+        }
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// One TCP or TLS client connection: one 5-tuple; its allocation ends when it closes.
+final class StreamHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let core: TURNCore
+    private let transport: TURNTransport
+    private var client: TURNClient?
+
+    init(core: TURNCore, transport: TURNTransport) {
+        self.core = core
+        self.transport = transport
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let local = context.channel.localAddress.flatMap(TransportAddress.init),
+            let remote = context.channel.remoteAddress.flatMap(TransportAddress.init)
+        else {
+            context.close(promise: nil)
+            return
+        }
+        let client = TURNClient(transport: transport, local: local, remote: remote)
+        self.client = client
+        core.streamOpened(client, channel: context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let client else { return }
+        core.fromClient(unwrapInboundIn(data), client: client)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let client { core.streamClosed(client) }
+        client = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
