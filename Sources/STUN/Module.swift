@@ -1,1 +1,0 @@
-// The STUN target is being built (issues #13, #14); its code lands with it.
