@@ -2,12 +2,14 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
+import Metrics
 import NIOCore
 import PostgresStore
 import Prometheus
 import SQLiteStore
 import ServiceLifecycle
 import Signaling
+import TURNServer
 
 /// One signaling node, assembled: the composition root of `switchboard serve` (STYLE.md).
 ///
@@ -80,10 +82,13 @@ public final class SwitchboardNode: Sendable {
             bus: bus, presence: presence, audit: audit, clock: clock, logger: logger)
         self.hub = hub
         let directory = Directory(store: store, secrets: secrets)
+        let turnEndpoints = TURNEndpoints(staticURLs: configuration.turnURLs, configuredSecrets: configuration.turnSecrets)
+        let embeddedTURN = try Self.embeddedTURN(
+            configuration: configuration, endpoints: turnEndpoints, bus: bus, metricsFactory: factory, logger: logger)
         let node = Node(
             configuration: configuration, store: store, directory: directory, tokens: AccessTokens(directory: directory, clock: clock),
             hub: hub, bus: bus, presence: presence, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken,
-            storeReady: storeReady)
+            turn: turnEndpoints, storeReady: storeReady)
         self.node = node
 
         let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
@@ -111,11 +116,44 @@ public final class SwitchboardNode: Sendable {
             .init(service: RetentionService(
                 store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger, storeReady: storeReady)),
             .init(service: adminApp),
+        ]
+        // The in-process TURN server starts before the public port, so the first `welcome`
+        // can already carry its URLs, and stops after it.
+        if let embeddedTURN { services.append(.init(service: embeddedTURN)) }
+        services += [
             .init(service: publicApp),
             .init(service: DrainService(hub: hub, timeout: .milliseconds(Int64(configuration.drainTimeout * 1000)), jitterMs: configuration.reconnectJitterMs, logger: logger)),
         ]
         group = ServiceGroup(configuration: .init(
             services: services, gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+    }
+
+    /// The TURN server to run in this process (SPEC §1 embedded default), or nil when TURN
+    /// URLs are configured, `SWITCHBOARD_TURN_EMBEDDED=false`, or it cannot be set up (no
+    /// address to advertise: a warning, the node runs without it).
+    static func embeddedTURN(
+        configuration: ServerConfiguration, endpoints: TURNEndpoints, bus: any MessageBus, metricsFactory: any MetricsFactory, logger: Logger
+    ) throws -> EmbeddedTURNService? {
+        guard configuration.runsEmbeddedTURN else { return nil }
+        var settings = configuration.turn
+        let generated: String?
+        if configuration.turnSecrets.isEmpty {
+            let secret = try TURNSecretFile.resolve(path: configuration.resolvedTURNSecretFile, logger: logger)
+            settings.secrets = [secret]
+            generated = secret
+        } else {
+            settings.secrets = configuration.turnSecrets
+            generated = nil
+        }
+        settings.nodeID = configuration.nodeID
+        settings.drainTimeout = configuration.drainTimeout
+        do {
+            let turn = try TURNNode(configuration: settings, logger: logger, metricsFactory: metricsFactory)
+            return EmbeddedTURNService(turn: turn, endpoints: endpoints, generatedSecret: generated, bus: bus, logger: logger)
+        } catch {
+            logger.warning("the embedded TURN server is off", metadata: ["reason": "\(error)"])
+            return nil
+        }
     }
 
     static func publicApplication(node: Node, onBound: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
@@ -184,6 +222,10 @@ public final class SwitchboardNode: Sendable {
     public func waitUntilListening() async -> (public: Int, admin: Int)? {
         await boundPorts.wait()
     }
+
+    /// The TURN URLs handed to clients now (the in-process server's once it listens, then
+    /// the static ones).
+    public var turnURLs: [String] { node.turn.urls }
 
     /// Starts the graceful shutdown a SIGTERM would.
     public func shutdown() async {

@@ -28,6 +28,16 @@ struct Settings {
         return value
     }
 
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    func bool(_ flag: String?, _ variable: String) throws -> Bool? {
+        guard let text = string(flag, variable) else { return nil }
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw SettingError("\(variable) must be true or false, got \(text)")
+        }
+    }
+
     func list(_ flag: String?, _ variable: String) -> [String]? {
         string(flag, variable).map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import SwitchboardServer
+import TURNServer
 
 /// `switchboard serve`: one signaling node (SPEC §1).
 struct Serve: AsyncParsableCommand {
@@ -23,6 +24,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("resume-window"), help: "Seconds a dropped session can be resumed (SWITCHBOARD_RESUME_WINDOW, default 30).") var resumeWindow: Double?
     @Option(name: .customLong("turn-secrets"), help: "Comma-separated TURN secrets; the first signs (SWITCHBOARD_TURN_SECRETS).") var turnSecrets: String?
     @Option(name: .customLong("turn-urls"), help: "Comma-separated turn:/stun: URLs (SWITCHBOARD_TURN_URLS).") var turnURLs: String?
+    @Option(name: .customLong("turn-embedded"), help: "Run the TURN server in this process when no TURN URLs are set: true or false (SWITCHBOARD_TURN_EMBEDDED, default true without Redis).") var turnEmbedded: String?
+    @Option(name: .customLong("turn-secret-file"), help: "Where the in-process TURN server's generated secret is kept when SWITCHBOARD_TURN_SECRETS is unset (SWITCHBOARD_TURN_SECRET_FILE, default switchboard.turn-secret beside the master key file).") var turnSecretFile: String?
+    @OptionGroup var turn: TURNOptions
     @Option(name: .customLong("heartbeat-seconds"), help: "Server ping period (SWITCHBOARD_HEARTBEAT_SECONDS, default 20).") var heartbeatSeconds: Int?
     @Option(name: .customLong("event-loops"), help: "Event-loop threads of the node (SWITCHBOARD_EVENT_LOOPS, default 1). One loop spends the least CPU per message (no hand-over between threads); more carry more traffic on one busy node.") var eventLoops: Int?
     @Option(name: .customLong("flood-close-seconds"), help: "Seconds of sustained rate-limit refusals before a connection is closed with 1008; 0 never (SWITCHBOARD_FLOOD_CLOSE_SECONDS, default 5).") var floodCloseSeconds: Double?
@@ -84,6 +88,10 @@ struct Serve: AsyncParsableCommand {
         configuration.resumeWindow = try settings.double(resumeWindow, "SWITCHBOARD_RESUME_WINDOW") ?? configuration.resumeWindow
         configuration.turnSecrets = settings.list(turnSecrets, "SWITCHBOARD_TURN_SECRETS") ?? []
         configuration.turnURLs = settings.list(turnURLs, "SWITCHBOARD_TURN_URLS") ?? []
+        configuration.turnEmbedded = try settings.bool(turnEmbedded, "SWITCHBOARD_TURN_EMBEDDED")
+        configuration.turnSecretFile = settings.string(turnSecretFile, "SWITCHBOARD_TURN_SECRET_FILE")
+        configuration.turn.host = configuration.host  // SWITCHBOARD_HOST binds every listener
+        try turn.apply(to: &configuration.turn, settings: settings)
         configuration.heartbeatSeconds = try settings.int(heartbeatSeconds, "SWITCHBOARD_HEARTBEAT_SECONDS") ?? configuration.heartbeatSeconds
         configuration.floodCloseSeconds = try settings.double(floodCloseSeconds, "SWITCHBOARD_FLOOD_CLOSE_SECONDS") ?? configuration.floodCloseSeconds
         configuration.maxFrameBytes = try settings.int(maxFrameBytes, "SWITCHBOARD_MAX_FRAME_BYTES") ?? configuration.maxFrameBytes
@@ -134,6 +142,7 @@ struct Serve: AsyncParsableCommand {
                 "rest": "\(rest)", "webSocket": "\(webSocket)", "admin": "\(admin)",
             ]
             if let generatedToken { metadata["generatedAdminToken"] = "\(generatedToken)" }
+            if !node.turnURLs.isEmpty { metadata["turn"] = "\(node.turnURLs.joined(separator: " "))" }
             logger.notice("switchboard node listening", metadata: metadata)
             return
         }
@@ -143,6 +152,9 @@ struct Serve: AsyncParsableCommand {
             "  WebSocket:  \(webSocket)?access_token=…",
             "  Admin:      \(admin)/metrics  /healthz  /readyz",
         ]
+        if !node.turnURLs.isEmpty {
+            lines.append("  TURN/STUN:  \(node.turnURLs.joined(separator: " "))")
+        }
         if let generatedToken {
             lines.append("  Admin token (generated; set SWITCHBOARD_ADMIN_TOKEN to keep one): \(generatedToken)")
         }

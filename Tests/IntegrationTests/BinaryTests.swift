@@ -41,6 +41,54 @@ struct BinaryTests {
         #expect((banner["generatedAdminToken"] as? String)?.count ?? 0 >= 20)
     }
 
+    /// SPEC §1: the embedded default is signaling + STUN + TURN in one process. A new user's
+    /// first `POST /v1/turn/credentials` gets 201 and URLs that work with coturn's client.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/turnutils_uclient"), "coturn's turnutils_uclient is not installed (apt-get install coturn)"))
+    func theEmbeddedDefaultRunsTURNAndItsCredentialsRelay() async throws {
+        let (port, admin) = try Self.ports()
+        let turnPort = try NodeProcess.freePort()
+        let node = try NodeProcess(["serve"], environment: [
+            "SWITCHBOARD_HOST": "127.0.0.1", "SWITCHBOARD_PORT": "\(port)", "SWITCHBOARD_ADMIN_PORT": "\(admin)",
+            "SWITCHBOARD_ADMIN_TOKEN": "operator-token-1234", "SWITCHBOARD_TURN_PORT": "\(turnPort)",
+            "SWITCHBOARD_TURN_PUBLIC_IP": "127.0.0.1", "SWITCHBOARD_TURN_ALLOW_LOOPBACK": "true",
+            "SWITCHBOARD_TURN_RELAY_PORTS": "41000-41999",
+            // SIGTERM waits for TURN allocations too, up to the drain timeout.
+            "SWITCHBOARD_DRAIN_TIMEOUT": "1",
+        ])
+        defer { node.stop() }
+        #expect(try await NodeProcess.waitForHTTP(port: admin, path: "/readyz", while: node), "not ready: \(node.stderr)")
+        #expect(node.files.contains("switchboard.turn-secret"), "\(node.files)")
+        let tenant = try await HTTPProbe.post(
+            port: port, path: "/v1/tenants", authorization: "Bearer operator-token-1234", body: #"{"id":"acme","name":"Acme"}"#)
+        #expect(tenant.status == 201, "\(tenant.body)")
+        let created = try #require(try JSONSerialization.jsonObject(with: Data(tenant.body.utf8)) as? [String: Any])
+        let key = try #require(created["apiKey"] as? String)
+        let secret = try #require(created["apiSecret"] as? String)
+        let basic = "Basic " + Data("\(key):\(secret)".utf8).base64EncodedString()
+        let response = try await HTTPProbe.post(port: port, path: "/v1/turn/credentials", authorization: basic, body: #"{"peerId":"p1"}"#)
+        #expect(response.status == 201, "\(response.body)")
+        let credentials = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+        let username = try #require(credentials["username"] as? String)
+        let password = try #require(credentials["credential"] as? String)
+        let servers = try #require(credentials["iceServers"] as? [[String: Any]])
+        let urls = servers.flatMap { $0["urls"] as? [String] ?? [] }
+        #expect(urls.contains("turn:127.0.0.1:\(turnPort)?transport=udp") && urls.contains("stun:127.0.0.1:\(turnPort)"), "\(urls)")
+
+        let peerPort = try NodeProcess.freePort()
+        let peer = try ToolProcess("/usr/bin/turnutils_peer", ["-p", "\(peerPort)", "-L", "127.0.0.1"])
+        defer { peer.stop() }
+        try await Task.sleep(for: .milliseconds(300))
+        let client = try ToolProcess(
+            "/usr/bin/turnutils_uclient",
+            ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", "\(peerPort)", "-p", "\(turnPort)", "-n", "20", "-z", "5", "-c", "127.0.0.1"])
+        defer { client.stop() }
+        #expect(try await client.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(client.output.contains("tot_recv_msgs=20"), "\(client.output.suffix(600))")
+        let metrics = try await HTTPProbe.get(port: admin, path: "/metrics")
+        #expect(metrics.body.contains(#"switchboard_turn_relayed_packets_total{tenant="acme",direction="to_peer"}"#))
+        #expect(try await node.terminate() == 0)
+    }
+
     @Test func textLogsKeepTheBannerForPeople() async throws {
         let (port, admin) = try Self.ports()
         let node = try NodeProcess(["serve", "--log-format", "text", "--host", "127.0.0.1", "--port", "\(port)", "--admin-port", "\(admin)"])

@@ -17,6 +17,8 @@ struct Node: Sendable {
     var clock: any WallClock
     var logger: Logger
     var adminToken: String
+    /// TURN URLs and the secret that signs their credentials.
+    var turn: TURNEndpoints
     /// Opens once the store is prepared (PostgreSQL: migrated, master key checked); nil
     /// when there is nothing to wait for.
     var storeReady: StartupGate? = nil
@@ -33,8 +35,8 @@ struct Node: Sendable {
 
     /// The RTCIceServer list for a peer: TURN credentials signed with the first secret.
     func iceServers(tenantID: String, peerId: String, ttl: Int = TURNCredentials.defaultTTL) -> (TURNCredentials?, [ICEServer]) {
-        let urls = configuration.turnURLs
-        guard let secret = configuration.turnSecrets.first else {
+        let urls = turn.urls
+        guard let secret = turn.signingSecret else {
             let stun = urls.filter { $0.hasPrefix("stun:") || $0.hasPrefix("stuns:") }
             return (nil, stun.isEmpty ? [] : [ICEServer(urls: stun, username: nil, credential: nil)])
         }

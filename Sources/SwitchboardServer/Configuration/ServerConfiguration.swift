@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresStore
 import Signaling
+import TURNServer
 
 /// Everything `switchboard serve` is configured with (SPEC §1), built once from flags and
 /// environment by the executable, or directly by tests.
@@ -39,6 +40,27 @@ public struct ServerConfiguration: Sendable {
     public var turnSecrets: [String] = []
     /// Static `turn:`/`stun:` URLs handed to clients.
     public var turnURLs: [String] = []
+    /// Run the TURN server in this process (SPEC §1); nil: yes in the embedded mode (no
+    /// Redis) when no TURN URLs are configured.
+    public var turnEmbedded: Bool?
+    /// The in-process TURN server's settings (port, relay ports, public IP, realm, TLS…);
+    /// its secrets and node id come from this configuration.
+    public var turn = TURNServerConfiguration()
+    /// Where the in-process TURN server's generated secret is kept when no
+    /// ``turnSecrets`` are given; nil: `switchboard.turn-secret` beside the master key file.
+    public var turnSecretFile: String?
+
+    /// Whether `serve` runs the TURN server in-process.
+    public var runsEmbeddedTURN: Bool {
+        (turnEmbedded ?? (redisURL == nil)) && turnURLs.isEmpty
+    }
+
+    /// The generated TURN secret's file.
+    public var resolvedTURNSecretFile: String {
+        if let turnSecretFile { return turnSecretFile }
+        let directory = (masterKeyFile as NSString).deletingLastPathComponent
+        return directory.isEmpty ? "switchboard.turn-secret" : (directory as NSString).appendingPathComponent("switchboard.turn-secret")
+    }
     public var heartbeatSeconds = 20
     /// Lifetime of the TURN credentials in `welcome`; `ice-servers` renews them at 80 %.
     public var turnCredentialTTL = 86_400

@@ -43,7 +43,8 @@ final class NodeProcess: Sendable {
         process.executableURL = Self.binary
         process.arguments = arguments
         process.currentDirectoryURL = directory
-        var env = ["PATH": "/usr/bin:/bin", "HOME": directory.path]
+        // The in-process TURN server on a free port, so tests never meet on 3478.
+        var env = ["PATH": "/usr/bin:/bin", "HOME": directory.path, "SWITCHBOARD_TURN_PORT": "0"]
         env.merge(environment) { _, new in new }
         process.environment = env
         process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
@@ -116,16 +117,67 @@ final class NodeProcess: Sendable {
     }
 }
 
-/// A one-shot HTTP/1.1 GET over a plain socket (the node's probes), without any client library.
+/// Another program run for a test (coturn's tools), its output captured.
+final class ToolProcess: Sendable {
+    let process: Process
+    let outputFile: URL
+
+    init(_ path: String, _ arguments: [String]) throws {
+        outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-tool-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let handle = try FileHandle(forWritingTo: outputFile)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        self.process = process
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
+
+    func waitForExit(timeout: Duration) async throws -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else { return nil }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: outputFile)
+    }
+}
+
+/// One-shot HTTP/1.1 requests over a plain socket (the node's probes and a few REST calls),
+/// without any client library.
 enum HTTPProbe {
-    static func get(port: Int, path: String) async throws -> (status: Int, body: String) {
+    static func post(port: Int, path: String, authorization: String, body: String) async throws -> (status: Int, body: String) {
         let socket = try WireSocket.tcp(port: port)
-        try socket.send(raw: Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
-        let response = String(decoding: try socket.readToEnd(timeout: 5), as: UTF8.self)
+        let request = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: \(authorization)\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        try socket.send(raw: Array(request.utf8))
+        return try parse(String(decoding: try socket.readToEnd(timeout: 5), as: UTF8.self))
+    }
+
+    static func parse(_ response: String) throws -> (status: Int, body: String) {
         guard let line = response.split(separator: "\r\n").first, line.hasPrefix("HTTP/1.1 "),
             let status = Int(line.dropFirst(9).prefix(3))
         else { throw TestFailure("bad HTTP response: \(response.prefix(200))") }
         let body = response.range(of: "\r\n\r\n").map { String(response[$0.upperBound...]) } ?? ""
         return (status, body)
+    }
+
+    static func get(port: Int, path: String) async throws -> (status: Int, body: String) {
+        let socket = try WireSocket.tcp(port: port)
+        try socket.send(raw: Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+        return try parse(String(decoding: try socket.readToEnd(timeout: 5), as: UTF8.self))
     }
 }

@@ -30,6 +30,8 @@ struct TestNode: Sendable {
         configuration.nodeID = "test-node"
         configuration.drainTimeout = 1
         configuration.reconnectJitterMs = 50
+        // Tests that want the in-process TURN server turn it on (on port 0).
+        configuration.turnEmbedded = false
         return configuration
     }
 

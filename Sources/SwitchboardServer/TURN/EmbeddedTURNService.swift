@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Signaling
+import TURNServer
+
+/// The TURN server of SPEC §6 inside `serve` (the embedded default, SPEC §1): runs a
+/// ``TURNNode``, hands its URLs to ``TURNEndpoints`` once it listens, and ends a suspended or
+/// deleted tenant's allocations when the bus says so.
+///
+/// A TURN port that cannot be bound is a warning, not a failure: the node runs on without
+/// TURN (and hands out no TURN URLs of its own).
+struct EmbeddedTURNService: Service {
+    let turn: TURNNode
+    let endpoints: TURNEndpoints
+    /// The secret generated for this server (nil when one was configured).
+    let generatedSecret: String?
+    let bus: any MessageBus
+    let logger: Logger
+
+    func run() async throws {
+        let (tenants, tenantContinuation) = AsyncStream.makeStream(of: String.self)
+        let subscription = bus.subscribe(.control) { message in
+            if case .tenantDisconnect(let tenantID, _) = message { tenantContinuation.yield(tenantID) }
+        }
+        defer {
+            subscription.cancel()
+            tenantContinuation.finish()
+            endpoints.embeddedServerStopped()
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [turn, logger] in
+                do {
+                    try await turn.run()
+                } catch {
+                    // Failing before it listens (the port is taken, say) only turns TURN off.
+                    guard (try? await turn.waitUntilListening()) == nil else { throw error }
+                    logger.warning(
+                        "the embedded TURN server could not start; running without it",
+                        metadata: ["error": "\(error)", "port": "\(turn.configuration.port)"])
+                    try? await gracefulShutdown()
+                }
+            }
+            group.addTask { [turn, endpoints, generatedSecret, logger] in
+                guard let addresses = try? await turn.waitUntilListening() else { return }
+                let urls = TURNEndpoints.urls(host: turn.publicIP.description, port: addresses.udpPort, tlsPort: addresses.tlsPort)
+                endpoints.embeddedServerListening(urls: urls, generatedSecret: generatedSecret)
+                logger.info("embedded TURN server listening", metadata: ["urls": "\(urls.joined(separator: " "))"])
+                for await tenantID in tenants.cancelOnGracefulShutdown() {
+                    do {
+                        try await turn.endAllocations(tenant: tenantID)
+                    } catch {
+                        logger.warning("could not end a tenant's TURN allocations", metadata: ["tenant": "\(tenantID)", "error": "\(error)"])
+                    }
+                }
+            }
+            // The TURN node's task ends at shutdown (or after the warning); then the other.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
+/// The embedded TURN server's secret: read from, or generated into, a 0600 file beside the
+/// master key (SPEC §1), so credentials handed out survive a restart.
+enum TURNSecretFile {
+    static func resolve(path: String, logger: Logger) throws -> String {
+        if let existing = FileManager.default.contents(atPath: path) {
+            let secret = String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if !secret.isEmpty { return secret }
+        }
+        let secret = Base64URL.random(bytes: 32)
+        guard FileManager.default.createFile(atPath: path, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ConfigurationError("cannot write the TURN secret file at \(path): run from a writable directory or set SWITCHBOARD_TURN_SECRETS")
+        }
+        logger.notice("generated a TURN secret", metadata: ["file": "\(path)"])
+        return secret
+    }
+}
