@@ -215,6 +215,9 @@ let package = Package(
             dependencies: [
                 "Signaling",
                 "SwitchboardServer",
+                "RedisBus",
+                "TURNServer",
+                "STUN",
                 "SwitchboardClient",
                 "SQLiteStore",
                 "PostgresStore",

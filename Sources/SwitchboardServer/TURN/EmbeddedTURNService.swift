@@ -43,7 +43,7 @@ struct EmbeddedTURNService: Service {
             }
             group.addTask { [turn, endpoints, generatedSecret, logger] in
                 guard let addresses = try? await turn.waitUntilListening() else { return }
-                let urls = TURNEndpoints.urls(host: turn.publicIP.description, port: addresses.udpPort, tlsPort: addresses.tlsPort)
+                let urls = TURNNodeRecord.urls(host: turn.publicIP.description, port: addresses.udpPort, tlsPort: addresses.tlsPort)
                 endpoints.embeddedServerListening(urls: urls, generatedSecret: generatedSecret)
                 logger.info("embedded TURN server listening", metadata: ["urls": "\(urls.joined(separator: " "))"])
                 for await tenantID in tenants.cancelOnGracefulShutdown() {

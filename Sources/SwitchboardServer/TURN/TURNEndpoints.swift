@@ -42,13 +42,4 @@ final class TURNEndpoints: Sendable {
     func embeddedServerStopped() {
         state.withLock { $0.embeddedURLs = [] }
     }
-
-    /// The URLs of a TURN server at `host` (an address; IPv6 gets brackets).
-    static func urls(host: String, port: Int, tlsPort: Int?) -> [String] {
-        let shown = host.contains(":") ? "[\(host)]" : host
-        var urls = ["turn:\(shown):\(port)?transport=udp", "turn:\(shown):\(port)?transport=tcp"]
-        if let tlsPort { urls.append("turns:\(shown):\(tlsPort)?transport=tcp") }
-        urls.append("stun:\(shown):\(port)")
-        return urls
-    }
 }
