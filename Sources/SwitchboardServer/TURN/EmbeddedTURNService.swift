@@ -6,7 +6,7 @@ import TURNServer
 
 /// The TURN server of SPEC §6 inside `serve` (the embedded default, SPEC §1): runs a
 /// ``TURNNode``, hands its URLs to ``TURNEndpoints`` once it listens, and ends a suspended or
-/// deleted tenant's allocations when the bus says so.
+/// deleted tenant's allocations when the bus says so (``TURNTenantControl``).
 ///
 /// A TURN port that cannot be bound is a warning, not a failure: the node runs on without
 /// TURN (and hands out no TURN URLs of its own).
@@ -19,15 +19,7 @@ struct EmbeddedTURNService: Service {
     let logger: Logger
 
     func run() async throws {
-        let (tenants, tenantContinuation) = AsyncStream.makeStream(of: String.self)
-        let subscription = bus.subscribe(.control) { message in
-            if case .tenantDisconnect(let tenantID, _) = message { tenantContinuation.yield(tenantID) }
-        }
-        defer {
-            subscription.cancel()
-            tenantContinuation.finish()
-            endpoints.embeddedServerStopped()
-        }
+        defer { endpoints.embeddedServerStopped() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [turn, logger] in
                 do {
@@ -46,13 +38,7 @@ struct EmbeddedTURNService: Service {
                 let urls = TURNNodeRecord.urls(host: turn.publicIP.description, port: addresses.udpPort, tlsPort: addresses.tlsPort)
                 endpoints.embeddedServerListening(urls: urls, generatedSecret: generatedSecret)
                 logger.info("embedded TURN server listening", metadata: ["urls": "\(urls.joined(separator: " "))"])
-                for await tenantID in tenants.cancelOnGracefulShutdown() {
-                    do {
-                        try await turn.endAllocations(tenant: tenantID)
-                    } catch {
-                        logger.warning("could not end a tenant's TURN allocations", metadata: ["tenant": "\(tenantID)", "error": "\(error)"])
-                    }
-                }
+                try await TURNTenantControl(node: turn, bus: bus, logger: logger).run()
             }
             // The TURN node's task ends at shutdown (or after the warning); then the other.
             try await group.next()
