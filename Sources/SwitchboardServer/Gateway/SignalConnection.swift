@@ -512,36 +512,23 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
     }
 
+    /// The client started the closing handshake: echo its code, then close the TCP
+    /// connection once that frame is written (the server closes first, RFC 6455 §7.1.1).
+    private func answerClose(_ code: WebSocketErrorCode) {
+        guard let context, let written = sendCloseFrame(code) else { return }
+        written.assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
     /// Starts the closing handshake (RFC 6455 §7.1): sends a close frame with `code`, then
     /// keeps reading — and dropping — what the client still sends until its close frame
     /// arrives, and only then closes the TCP connection. Closing at once while input is still
     /// arriving makes the kernel answer with a reset, which can destroy the close frame in
     /// the client's buffers (it would see 1006). A client that never answers, or never reads,
     /// is cut off after ``GatewayEnvironment/closeHandshakeTimeout``.
-    /// The client started the closing handshake: echo its code, then close the TCP
-    /// connection once that frame is written (the server closes first, RFC 6455 §7.1.1).
-    private func answerClose(_ code: WebSocketErrorCode) {
-        guard let context, !closing else { return }
-        closing = true
-        partial = nil
-        stopTimers()
-        var data = context.channel.allocator.buffer(capacity: 2)
-        data.write(webSocketErrorCode: code)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-        context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
-        }
-    }
-
     private func closeSocket(_ code: WebSocketErrorCode) {
-        guard let context, !closing else { return }
-        closing = true
-        partial = nil
-        stopTimers()
-        var data = context.channel.allocator.buffer(capacity: 2)
-        data.write(webSocketErrorCode: code)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        guard let context, sendCloseFrame(code) != nil else { return }
         let channel = context.channel
         // Drain what the client still sends in big reads, so its close frame is reached soon.
         if let options = channel.syncOptions {
@@ -551,5 +538,17 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         context.eventLoop.scheduleTask(in: environment.closeHandshakeTimeout) {
             channel.close(promise: nil)
         }
+    }
+
+    /// Enters the closing state (frames are read and dropped, timers stop) and writes a close
+    /// frame with `code`; nil when a close was already under way.
+    private func sendCloseFrame(_ code: WebSocketErrorCode) -> EventLoopFuture<Void>? {
+        guard let context, !closing else { return nil }
+        closing = true
+        partial = nil
+        stopTimers()
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        return context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
     }
 }
