@@ -133,6 +133,7 @@ final class TURNCore: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     if let tls { try operations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try operations.addHandler(IdleStateHandler(readTimeout: self.configuration.streamIdleTimeout))
                     try operations.addHandler(ByteToMessageHandler(TURNStreamDecoder()))
                     try operations.addHandler(StreamHandler(core: self, transport: transport))
                 }
@@ -211,6 +212,12 @@ final class TURNCore: @unchecked Sendable {
 
     func streamOpened(_ client: TURNClient, channel: any Channel) {
         streams[client] = channel
+    }
+
+    /// A stream has been silent for the idle timeout: closed unless it holds an allocation
+    /// (a receive-only client may be silent while its peer talks).
+    func streamIdle(_ client: TURNClient) -> Bool {
+        !machine.hasAllocation(client)
     }
 
     func streamClosed(_ client: TURNClient) {
