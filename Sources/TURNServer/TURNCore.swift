@@ -241,13 +241,17 @@ final class TURNCore: @unchecked Sendable {
     private func perform(_ action: TURNServerMachine.Action) {
         switch action {
         case .sendToClient(let bytes, let client):
+            // Relayed traffic is datagrams: when a socket cannot keep up, drop rather than queue
+            // without bound (a peer flooding a slow TCP client must not grow our memory).
             if client.transport == .udp {
-                udpListener?.writeAndFlush(AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes), promise: nil)
+                guard let udpListener, udpListener.isWritable else { return }
+                udpListener.writeAndFlush(AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes), promise: nil)
             } else {
-                streams[client]?.writeAndFlush(bytes, promise: nil)
+                guard let stream = streams[client], stream.isWritable else { return }
+                stream.writeAndFlush(bytes, promise: nil)
             }
         case .sendToPeer(let payload, let id, let peer):
-            guard let relay = relays[id] else { return }
+            guard let relay = relays[id], relay.channel.isWritable else { return }
             relay.metrics?.packetsToPeer.increment()
             relay.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
             relay.channel.writeAndFlush(AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload), promise: nil)
