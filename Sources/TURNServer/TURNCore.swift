@@ -26,6 +26,7 @@ final class TURNCore: @unchecked Sendable {
     private var reserved: [TransportAddress: Relay] = [:]
     private var usedPorts: Set<Int> = []
     private var drainWaiters: [EventLoopPromise<Void>] = []
+    private var unflushed: [ObjectIdentifier: any Channel] = [:]
     private var timer: RepeatedTask?
     private var tlsContext: NIOSSLContext?
     private let publish: @Sendable (TURNNodeStatus) -> Void
@@ -234,8 +235,25 @@ final class TURNCore: @unchecked Sendable {
 
     // MARK: Actions
 
+    /// Control-plane actions: performed and flushed at once.
     private func perform(_ actions: [TURNServerMachine.Action]) {
         for action in actions { perform(action) }
+        flushPending()
+    }
+
+    /// Relayed datagrams are written without a flush; the handler that read them flushes
+    /// every touched socket once per read burst, so NIO can hand the kernel several
+    /// datagrams in one `sendmmsg`.
+    func flushPending() {
+        guard !unflushed.isEmpty else { return }
+        for channel in unflushed.values { channel.flush() }
+        unflushed.removeAll(keepingCapacity: true)
+    }
+
+    private func write<Message: Sendable>(_ channel: any Channel, _ data: Message) {
+        channel.write(data, promise: nil)
+        let key = ObjectIdentifier(channel)
+        if unflushed[key] == nil { unflushed[key] = channel }
     }
 
     private func perform(_ action: TURNServerMachine.Action) {
@@ -245,16 +263,16 @@ final class TURNCore: @unchecked Sendable {
             // without bound (a peer flooding a slow TCP client must not grow our memory).
             if client.transport == .udp {
                 guard let udpListener, udpListener.isWritable else { return }
-                udpListener.writeAndFlush(AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes), promise: nil)
+                write(udpListener, AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes))
             } else {
                 guard let stream = streams[client], stream.isWritable else { return }
-                stream.writeAndFlush(bytes, promise: nil)
+                write(stream, bytes)
             }
         case .sendToPeer(let payload, let id, let peer):
             guard let relay = relays[id], relay.channel.isWritable else { return }
             relay.metrics?.packetsToPeer.increment()
             relay.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
-            relay.channel.writeAndFlush(AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload), promise: nil)
+            write(relay.channel, AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload))
         case .openRelay(let request):
             openRelay(request)
         case .closeRelay(let id):

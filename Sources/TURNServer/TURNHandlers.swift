@@ -18,6 +18,10 @@ final class UDPListenerHandler: ChannelInboundHandler {
         core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        core.flushPending()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP errors surface here as read errors on Linux; the listener keeps serving.
     }
@@ -36,6 +40,10 @@ final class RelayHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         core.fromPeer(envelope.data, peer: envelope.remoteAddress, relay: self)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        core.flushPending()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}
@@ -94,6 +102,11 @@ final class StreamHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let client else { return }
         core.fromClient(unwrapInboundIn(data), client: client)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        core.flushPending()
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
