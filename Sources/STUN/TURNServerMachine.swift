@@ -286,6 +286,8 @@ public struct TURNServerMachine: Sendable {
     public func tenant(of id: AllocationID) -> String? { allocations[id]?.auth.tenant ?? pending[id]?.auth.tenant }
     /// The allocation a client's 5-tuple holds.
     public func allocation(for client: TURNClient) -> AllocationID? { allocationByClient[client] }
+    /// Whether a client's 5-tuple holds an allocation or is opening one.
+    public func hasAllocation(_ client: TURNClient) -> Bool { allocationByClient[client] != nil || pendingByClient[client] != nil }
     /// The relayed address of an allocation.
     public func relayedAddress(of id: AllocationID) -> TransportAddress? { allocations[id]?.relayed }
     /// Whether `peer`'s IP has a live permission on the allocation.
@@ -298,6 +300,9 @@ public struct TURNServerMachine: Sendable {
     // MARK: Requests
 
     private mutating func binding(_ message: STUNMessage, from client: TURNClient, now: TURNTime) -> [Action] {
+        if !message.unknownComprehensionRequired.isEmpty {
+            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: nil, unknown: message.unknownComprehensionRequired)
+        }
         guard admitUnauthenticated(client, now: now) else { return [.report(.rateLimited(client.remote.ip))] }
         var encoder = STUNMessageEncoder(type: message.type.success, transactionID: message.transactionID)
         encoder.append(.xorMappedAddress, xorAddress: client.remote)
@@ -393,6 +398,9 @@ public struct TURNServerMachine: Sendable {
         case .success(let value): auth = value
         case .failure(let rejection): return rejection.actions
         }
+        if !message.unknownComprehensionRequired.isEmpty {
+            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)
+        }
         guard let id = existing, let allocation = allocations[id] else {
             return answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)
         }
@@ -415,6 +423,9 @@ public struct TURNServerMachine: Sendable {
         switch authenticate(message, from: client, existing: existing.flatMap { allocations[$0] }, now: now) {
         case .success(let value): auth = value
         case .failure(let rejection): return rejection.actions
+        }
+        if !message.unknownComprehensionRequired.isEmpty {
+            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)
         }
         guard let id = existing, let allocation = allocations[id] else {
             return answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)
@@ -444,6 +455,9 @@ public struct TURNServerMachine: Sendable {
         switch authenticate(message, from: client, existing: existing.flatMap { allocations[$0] }, now: now) {
         case .success(let value): auth = value
         case .failure(let rejection): return rejection.actions
+        }
+        if !message.unknownComprehensionRequired.isEmpty {
+            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)
         }
         guard let id = existing, let allocation = allocations[id] else {
             return answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)

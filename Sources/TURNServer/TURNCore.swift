@@ -26,6 +26,8 @@ final class TURNCore: @unchecked Sendable {
     private var reserved: [TransportAddress: Relay] = [:]
     private var usedPorts: Set<Int> = []
     private var drainWaiters: [EventLoopPromise<Void>] = []
+    private var unflushed: [ObjectIdentifier: any Channel] = [:]
+    private static let vectorReadCount = 16
     private var timer: RepeatedTask?
     private var tlsContext: NIOSSLContext?
     private let publish: @Sendable (TURNNodeStatus) -> Void
@@ -107,6 +109,10 @@ final class TURNCore: @unchecked Sendable {
     private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
         DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // recvmmsg: up to 16 datagrams per system call, each in a 2 KiB slot of one buffer
+            // (the slot must hold a whole datagram, or it arrives truncated).
+            .channelOption(.datagramVectorReadMessageCount, value: Self.vectorReadCount)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.vectorReadCount * 2048))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
             }
@@ -133,6 +139,7 @@ final class TURNCore: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     if let tls { try operations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try operations.addHandler(IdleStateHandler(readTimeout: self.configuration.streamIdleTimeout))
                     try operations.addHandler(ByteToMessageHandler(TURNStreamDecoder()))
                     try operations.addHandler(StreamHandler(core: self, transport: transport))
                 }
@@ -213,6 +220,12 @@ final class TURNCore: @unchecked Sendable {
         streams[client] = channel
     }
 
+    /// A stream has been silent for the idle timeout: closed unless it holds an allocation
+    /// (a receive-only client may be silent while its peer talks).
+    func streamIdle(_ client: TURNClient) -> Bool {
+        !machine.hasAllocation(client)
+    }
+
     func streamClosed(_ client: TURNClient) {
         streams[client] = nil
         perform(machine.connectionClosed(client))
@@ -227,23 +240,44 @@ final class TURNCore: @unchecked Sendable {
 
     // MARK: Actions
 
+    /// Control-plane actions: performed and flushed at once.
     private func perform(_ actions: [TURNServerMachine.Action]) {
         for action in actions { perform(action) }
+        flushPending()
+    }
+
+    /// Relayed datagrams are written without a flush; the handler that read them flushes
+    /// every touched socket once per read burst, so NIO can hand the kernel several
+    /// datagrams in one `sendmmsg`.
+    func flushPending() {
+        guard !unflushed.isEmpty else { return }
+        for channel in unflushed.values { channel.flush() }
+        unflushed.removeAll(keepingCapacity: true)
+    }
+
+    private func write<Message: Sendable>(_ channel: any Channel, _ data: Message) {
+        channel.write(data, promise: nil)
+        let key = ObjectIdentifier(channel)
+        if unflushed[key] == nil { unflushed[key] = channel }
     }
 
     private func perform(_ action: TURNServerMachine.Action) {
         switch action {
         case .sendToClient(let bytes, let client):
+            // Relayed traffic is datagrams: when a socket cannot keep up, drop rather than queue
+            // without bound (a peer flooding a slow TCP client must not grow our memory).
             if client.transport == .udp {
-                udpListener?.writeAndFlush(AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes), promise: nil)
+                guard let udpListener, udpListener.isWritable else { return }
+                write(udpListener, AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes))
             } else {
-                streams[client]?.writeAndFlush(bytes, promise: nil)
+                guard let stream = streams[client], stream.isWritable else { return }
+                write(stream, bytes)
             }
         case .sendToPeer(let payload, let id, let peer):
-            guard let relay = relays[id] else { return }
+            guard let relay = relays[id], relay.channel.isWritable else { return }
             relay.metrics?.packetsToPeer.increment()
             relay.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
-            relay.channel.writeAndFlush(AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload), promise: nil)
+            write(relay.channel, AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload))
         case .openRelay(let request):
             openRelay(request)
         case .closeRelay(let id):

@@ -18,6 +18,10 @@ final class UDPListenerHandler: ChannelInboundHandler {
         core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        core.flushPending()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP errors surface here as read errors on Linux; the listener keeps serving.
     }
@@ -36,6 +40,10 @@ final class RelayHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         core.fromPeer(envelope.data, peer: envelope.remoteAddress, relay: self)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        core.flushPending()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}
@@ -96,10 +104,23 @@ final class StreamHandler: ChannelInboundHandler {
         core.fromClient(unwrapInboundIn(data), client: client)
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        core.flushPending()
+        context.fireChannelReadComplete()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if let client { core.streamClosed(client) }
         client = nil
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent, let client, core.streamIdle(client) {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -33,6 +33,8 @@ public struct TURNServerConfiguration: Sendable {
     public var nodeID = "turn"
     /// SOFTWARE attribute; none by default.
     public var software: String?
+    /// A TCP/TLS connection silent this long without an allocation is closed.
+    public var streamIdleTimeout: TimeAmount = .seconds(30)
     /// Unauthenticated answers per second per source address (and the burst above it).
     public var unauthenticatedPerSecond: Double = 10
     public var unauthenticatedBurst: Double = 20

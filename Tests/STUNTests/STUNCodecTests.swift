@@ -43,6 +43,25 @@ import Testing
         #expect(message.checkIntegrity(key: Self.key) == .valid(sha256: false))
     }
 
+    /// Datagrams read in batches arrive as slices of one buffer: nothing may assume index 0.
+    @Test func decodesFromAnOffsetBuffer() throws {
+        let sample = Self.sample()
+        var shifted = ByteBuffer(bytes: [9, 9, 9, 9, 9, 9, 9])
+        shifted.writeImmutableBuffer(sample)
+        shifted.writeBytes([7, 7, 7])
+        shifted.moveReaderIndex(forwardBy: 7)
+        let slice = try #require(shifted.getSlice(at: shifted.readerIndex, length: sample.readableBytes))
+        var offset = shifted
+        offset.moveWriterIndex(to: offset.writerIndex - 3)
+        for bytes in [slice, offset] {
+            let message = try STUNMessage(decoding: bytes)
+            #expect(message.requestedTransport == 17)
+            #expect(message.username == "user")
+            #expect(message.xorAddresses(.xorPeerAddress).count == 2)
+            #expect(message.checkIntegrity(key: Self.key) == .valid(sha256: false))
+        }
+    }
+
     @Test func messageTypeEncoding() {
         for method in [STUNMethod.binding, .allocate, .refresh, .send, .data, .createPermission, .channelBind] {
             for messageClass in [STUNClass.request, .indication, .successResponse, .errorResponse] {

@@ -510,6 +510,18 @@ extension [TURNServerMachine.Action] {
         #expect(harness.machine.allocationsByTenant == ["globex": 1])
     }
 
+    @Test func unknownComprehensionRequiredAttributesGet420OnEveryRequest() throws {
+        var harness = MachineHarness()
+        let user = MachineHarness.username()
+        _ = try harness.allocate(username: user)
+        for method in [STUNMethod.refresh, .createPermission, .channelBind, .binding] {
+            let response = try harness.respond(
+                harness.request(method, username: method == .binding ? nil : user) { $0.append(STUNAttributeType(rawValue: 0x7FF0), bytes: [1, 2, 3, 4]) })
+            #expect(response.errorCode?.code == 420, "\(method)")
+            #expect(response.unknownAttributes == [STUNAttributeType(rawValue: 0x7FF0)], "\(method)")
+        }
+    }
+
     @Test func malformedRequestGets400AndIndicationsAreDropped() throws {
         var harness = MachineHarness()
         var encoder = STUNMessageEncoder(type: STUNMessageType(method: .allocate, class: .request), transactionID: .random())

@@ -88,6 +88,28 @@ struct CoturnInteropTests {
         #expect(counts.received == counts.sent && counts.sent > 0, "\(output)")
     }
 
+    /// uclient's negative tests (-N: bad channel numbers and rebinding; -R: malformed
+    /// protocol messages) answer as coturn does and leave the node serving.
+    @Test func negativeTestsDoNotHurtTheNode() async throws {
+        let user = TestSecrets.username()
+        let password = TURNRESTCredentials.password(secret: TestSecrets.current, username: user)
+        let output = try await withTURNNode { node, addresses in
+            let peerPort = try await freeUDPPort()
+            let peer = try ChildProcess(CoturnTools.peer, ["-p", "\(peerPort)", "-L", "127.0.0.1"])
+            defer { peer.stop() }
+            func arguments(_ port: Int) -> [String] {
+                ["-u", user, "-w", password, "-e", "127.0.0.1", "-r", "\(peerPort)", "-p", "\(port)", "-n", "10", "-z", "5", "-c", "127.0.0.1"]
+            }
+            for flags in [["-N"], ["-R"], ["-N", "-t"], ["-O"]] {
+                let port = flags.contains("-t") ? addresses.tcpPort : addresses.udpPort
+                _ = try await ChildProcess(CoturnTools.client, flags + arguments(port)).finish(timeout: .seconds(5))
+            }
+            #expect(try await node.status().isListening)
+            return try await ChildProcess(CoturnTools.client, arguments(addresses.udpPort)).finish(timeout: .seconds(60)).output
+        }
+        #expect(uclientCounts(output)?.received == 10, "\(output)")
+    }
+
     @Test func wrongPasswordIsRefused() async throws {
         let user = TestSecrets.username()
         let result = try await relay(username: user, password: TURNRESTCredentials.password(secret: "not-our-secret", username: user))

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import STUN
 import ServiceLifecycle
 import TURNServer
@@ -90,6 +91,23 @@ import Testing
                 })
             #expect(other.errorCode?.code == 403)
             await client.close()
+        }
+    }
+
+    @Test func silentTCPConnectionsWithoutAnAllocationAreClosed() async throws {
+        try await withTURNNode(configure: { $0.streamIdleTimeout = .milliseconds(200) }) { _, addresses in
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: addresses.tcpPort).get()
+            let closed = channel.closeFuture
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await closed.get() }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(10))
+                    throw TestTimeout()
+                }
+                try await group.next()
+                group.cancelAll()
+            }
         }
     }
 

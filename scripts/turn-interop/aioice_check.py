@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Checks a `switchboard turn` node with aioice (PyPI), an independent STUN/TURN client.
+
+It starts the node itself (quota 1 per tenant, loopback peers allowed) on free loopback
+ports, then expects, each from a fresh client socket:
+
+  401  Allocate without credentials (with REALM and NONCE)
+  438  Allocate with a nonce the node never issued (with a fresh NONCE)
+  442  Allocate asking for TCP relaying
+  403  CreatePermission for 10.0.0.1 (a private peer)
+  486  a second allocation for a tenant whose quota (1) is taken
+  ---  aioice's own TURN client allocates, and a datagram crosses the relay both ways
+
+Usage: python3 -m venv venv && venv/bin/pip install aioice
+       venv/bin/python scripts/turn-interop/aioice_check.py --switchboard .build/debug/switchboard
+Exits 0 when every check passes.
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import socket
+import subprocess
+import sys
+import time
+
+from aioice import stun, turn
+
+SECRET = "aioice-check-secret"
+REALM = "switchboard"
+
+
+def credentials(tenant="acme", peer="alice", ttl=3600):
+    username = f"{int(time.time()) + ttl}:{tenant}:{peer}"
+    password = base64.b64encode(hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()).decode()
+    return username, password
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        return udp.getsockname()[1]
+
+
+class Client:
+    """One UDP socket speaking STUN through aioice's codec."""
+
+    def __init__(self, server):
+        self.server = server
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+
+    def exchange(self, message):
+        self.sock.sendto(bytes(message), self.server)
+        while True:
+            data, _ = self.sock.recvfrom(65535)
+            response = stun.parse_message(data)
+            if response.transaction_id == message.transaction_id:
+                return response
+
+    def request(self, method, attributes=(), username=None, password=None, nonce=None):
+        message = stun.Message(message_method=method, message_class=stun.Class.REQUEST)
+        for name, value in attributes:
+            message.attributes[name] = value
+        if username:
+            message.attributes["USERNAME"] = username
+            message.attributes["REALM"] = REALM
+            message.attributes["NONCE"] = nonce
+            message.add_message_integrity(turn.make_integrity_key(username, REALM, password))
+        message.add_fingerprint()
+        return self.exchange(message)
+
+    def challenge(self):
+        response = self.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)])
+        return response.attributes["NONCE"]
+
+
+def error_code(response):
+    if response.message_class != stun.Class.ERROR:
+        return None
+    return response.attributes["ERROR-CODE"][0]
+
+
+async def relay_round_trip(server):
+    """aioice's own TURN client: allocate, send to a local echo peer, get the echo back."""
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.setblocking(False)
+    received = asyncio.get_running_loop().create_future()
+
+    class Protocol(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            if not received.done():
+                received.set_result(data)
+
+    username, password = credentials(tenant="relay-tenant")
+    transport, _ = await turn.create_turn_endpoint(Protocol, server_addr=server, username=username, password=password)
+    try:
+        transport.sendto(b"ping through the relay", echo.getsockname())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while True:
+            try:
+                data, addr = echo.recvfrom(65535)
+                break
+            except BlockingIOError:
+                if loop.time() > deadline:
+                    raise TimeoutError("the peer got nothing")
+                await asyncio.sleep(0.02)
+        echo.sendto(data, addr)
+        return await asyncio.wait_for(received, 5)
+    finally:
+        transport.close()
+        echo.close()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--switchboard", required=True, help="path of the switchboard executable")
+    args = parser.parse_args()
+    port, admin = free_port(), free_port()
+    node = subprocess.Popen(
+        [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
+         "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-allow-loopback", "--turn-quota", "1",
+         "--turn-relay-ports", "61000-61999", "--log-format", "text"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = ("127.0.0.1", port)
+    failures = []
+    checks = []
+
+    def check(name, actual, expected):
+        checks.append(name)
+        status = "ok" if actual == expected else "FAILED"
+        print(f"{status:6} {name}: got {actual}, want {expected}")
+        if actual != expected:
+            failures.append(name)
+
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                nonce = Client(server).challenge()
+                break
+            except (socket.timeout, ConnectionRefusedError):
+                if time.time() > deadline:
+                    raise
+        client = Client(server)
+        unauthenticated = client.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)])
+        check("401 without credentials", error_code(unauthenticated), 401)
+        check("401 carries REALM and NONCE", "REALM" in unauthenticated.attributes and "NONCE" in unauthenticated.attributes, True)
+
+        username, password = credentials()
+        stale = Client(server).request(
+            stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)], username, password, b"f//499k954d6OL34oL9FSTvy64sA")
+        check("438 for a nonce the node never issued", error_code(stale), 438)
+        check("438 carries a fresh NONCE", "NONCE" in stale.attributes, True)
+
+        tcp = Client(server)
+        nonce = tcp.challenge()
+        check("442 for TCP relaying", error_code(tcp.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", 0x06000000)], username, password, nonce)), 442)
+
+        first = Client(server)
+        nonce = first.challenge()
+        allocated = first.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)], username, password, nonce)
+        check("allocation succeeds", allocated.message_class, stun.Class.RESPONSE)
+        refused = first.request(stun.Method.CREATE_PERMISSION, [("XOR-PEER-ADDRESS", ("10.0.0.1", 9))], username, password, nonce)
+        check("403 for a private peer", error_code(refused), 403)
+
+        second = Client(server)
+        nonce = second.challenge()
+        over = second.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)], username, password, nonce)
+        check("486 over the tenant's quota", error_code(over), 486)
+
+        echoed = asyncio.run(relay_round_trip(server))
+        check("aioice relays a datagram both ways", echoed, b"ping through the relay")
+    finally:
+        node.terminate()
+        node.wait(timeout=40)
+    print(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
