@@ -159,6 +159,7 @@ let package = Package(
                 "PostgresStore",
                 "STUN",
                 "TURNServer",
+                "RedisBus",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -9,7 +9,7 @@ struct TURNOptions: ParsableArguments {
     @Option(name: .customLong("turn-relay-ports"), help: "Relay port range LOW-HIGH (SWITCHBOARD_TURN_RELAY_PORTS, default 49152-65535).") var relayPorts: String?
     @Option(name: .customLong("turn-public-ip"), help: "Address advertised and used for relays (SWITCHBOARD_TURN_PUBLIC_IP, default the first non-loopback address).") var publicIP: String?
     @Option(name: .customLong("turn-realm"), help: "TURN realm (SWITCHBOARD_TURN_REALM, default switchboard).") var realm: String?
-    @Option(name: .customLong("turn-allow-loopback"), help: "Allow relaying to loopback peers: true or false (SWITCHBOARD_TURN_ALLOW_LOOPBACK, default false; tests only).") var allowLoopback: String?
+    @Flag(name: .customLong("turn-allow-loopback"), help: "Relay to loopback peers, for tests (SWITCHBOARD_TURN_ALLOW_LOOPBACK=true).") var allowLoopback = false
     @Option(name: .customLong("turn-tls-port"), help: "TURN over TLS port (SWITCHBOARD_TURN_TLS_PORT, default 5349), with a certificate.") var tlsPort: Int?
     @Option(name: .customLong("turn-tls-cert"), help: "PEM certificate chain; enables turns: (SWITCHBOARD_TURN_TLS_CERT).") var tlsCertificate: String?
     @Option(name: .customLong("turn-tls-key"), help: "PEM private key (SWITCHBOARD_TURN_TLS_KEY).") var tlsKey: String?
@@ -32,7 +32,7 @@ struct TURNOptions: ParsableArguments {
             configuration.publicIP = address
         }
         configuration.realm = settings.string(realm, "SWITCHBOARD_TURN_REALM") ?? configuration.realm
-        if let allow = try settings.bool(allowLoopback, "SWITCHBOARD_TURN_ALLOW_LOOPBACK") { configuration.allowLoopback = allow }
+        configuration.allowLoopback = try allowLoopback || (settings.bool(nil, "SWITCHBOARD_TURN_ALLOW_LOOPBACK") ?? configuration.allowLoopback)
         configuration.tlsPort = try settings.int(tlsPort, "SWITCHBOARD_TURN_TLS_PORT") ?? configuration.tlsPort
         configuration.tlsCertificatePath = settings.string(tlsCertificate, "SWITCHBOARD_TURN_TLS_CERT")
         configuration.tlsKeyPath = settings.string(tlsKey, "SWITCHBOARD_TURN_TLS_KEY")

@@ -1,5 +1,3 @@
-// Lives here until the executable depends on TURNServer; then: git mv scripts/turn-interop/Turn.swift Sources/switchboard/Turn.swift
-// (add "TURNServer" and "STUN" to the switchboard executable's dependencies and Turn.self to its subcommands).
 import ArgumentParser
 import Foundation
 import Logging
@@ -7,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import RedisBus
 import STUN
 import ServiceLifecycle
 import TURNServer
@@ -19,17 +18,11 @@ struct Turn: AsyncParsableCommand {
 
     @Option(help: "Bind address of every listener and relay (SWITCHBOARD_HOST, default 0.0.0.0).") var host: String?
     @Option(name: .customLong("admin-port"), help: "Metrics and probes port (SWITCHBOARD_ADMIN_PORT, default 9090).") var adminPort: Int?
-    @Option(name: .customLong("turn-port"), help: "UDP and TCP listen port (SWITCHBOARD_TURN_PORT, default 3478).") var turnPort: Int?
-    @Option(name: .customLong("turn-relay-ports"), help: "Relay port range (SWITCHBOARD_TURN_RELAY_PORTS, default 49152-65535).") var relayPorts: String?
-    @Option(name: .customLong("turn-public-ip"), help: "Address advertised for relays (SWITCHBOARD_TURN_PUBLIC_IP, default the first non-loopback address).") var publicIP: String?
-    @Option(name: .customLong("turn-realm"), help: "Realm (SWITCHBOARD_TURN_REALM, default switchboard).") var realm: String?
+    @OptionGroup var turn: TURNOptions
     @Option(name: .customLong("turn-secrets"), help: "Comma-separated TURN secrets; all verify (SWITCHBOARD_TURN_SECRETS).") var secrets: String?
-    @Flag(name: .customLong("turn-allow-loopback"), help: "Relay to loopback peers, for tests (SWITCHBOARD_TURN_ALLOW_LOOPBACK).") var allowLoopback = false
     @Flag(name: .customLong("strict-expiry"), help: "End allocations when their credential expires (SWITCHBOARD_TURN_STRICT_EXPIRY).") var strictExpiry = false
     @Option(name: .customLong("turn-quota"), help: "Allocations per tenant on this node (SWITCHBOARD_TURN_QUOTA, default unlimited).") var quota: Int?
-    @Option(name: .customLong("turn-tls-port"), help: "TURN over TLS port (SWITCHBOARD_TURN_TLS_PORT, default 5349).") var tlsPort: Int?
-    @Option(name: .customLong("turn-tls-cert"), help: "PEM certificate chain; enables turns: (SWITCHBOARD_TURN_TLS_CERT).") var tlsCertificate: String?
-    @Option(name: .customLong("turn-tls-key"), help: "PEM private key (SWITCHBOARD_TURN_TLS_KEY).") var tlsKey: String?
+    @Option(name: .customLong("redis-url"), help: "redis:// or rediss:// URL: register in the cluster's TURN registry and hear tenant suspensions (SWITCHBOARD_REDIS_URL).") var redisURL: String?
     @Option(name: .customLong("node-id"), help: "This node's id (SWITCHBOARD_NODE_ID, default the hostname).") var nodeID: String?
     @Option(name: .customLong("drain-timeout"), help: "Seconds to wait for allocations on SIGTERM (SWITCHBOARD_DRAIN_TIMEOUT, default 30).") var drainTimeout: Double?
     @Option(name: .customLong("log-level"), help: "trace…critical (SWITCHBOARD_LOG_LEVEL, default info).") var logLevel: String?
@@ -43,49 +36,54 @@ struct Turn: AsyncParsableCommand {
             level: try Logger.Level(setting: settings.string(logLevel, "SWITCHBOARD_LOG_LEVEL") ?? "info"),
             format: settings.string(logFormat, "SWITCHBOARD_LOG_FORMAT") ?? "json")
         let logger = Logger(label: "switchboard.turn")
-        let registry = PrometheusCollectorRegistry()
-        let node: TURNNode
-        do {
-            node = try TURNNode(configuration: configuration, logger: logger, metricsFactory: PrometheusMetricsFactory(registry: registry))
-        } catch let error as TURNConfigurationError {
-            throw ValidationError(error.description)
+        let redisURL = settings.string(redisURL, "SWITCHBOARD_REDIS_URL")
+        try await StartupFailure.plain {
+            let registry = PrometheusCollectorRegistry()
+            let metrics = PrometheusMetricsFactory(registry: registry)
+            let node: TURNNode
+            do {
+                node = try TURNNode(configuration: configuration, logger: logger, metricsFactory: metrics)
+            } catch let error as TURNConfigurationError {
+                throw StartupFailure(error.description)
+            }
+            // Started in this order, stopped in reverse: the tenant watcher and the
+            // registration go first (the node leaves the registry before it drains), the
+            // admin port (so /readyz says "draining" during the drain) and Redis last.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            var cluster: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let redisURL {
+                let redis: RedisConfiguration
+                do {
+                    redis = try RedisConfiguration(url: redisURL)
+                } catch {
+                    throw StartupFailure("SWITCHBOARD_REDIS_URL: \(error)")
+                }
+                let client = RedisClient(configuration: redis, logger: logger)
+                let bus = RedisBus(client: client, configuration: .init(nodeID: configuration.nodeID), logger: logger)
+                services.append(.init(service: client))
+                cluster = [
+                    .init(service: TURNRegistration(node: node, registry: RedisTURNRegistry(client: client), logger: logger)),
+                    .init(service: TURNTenantControl(node: node, bus: bus, logger: logger)),
+                ]
+            }
+            services.append(.init(service: TURNAdminServer(host: configuration.host, port: admin, registry: registry, node: node, logger: logger)))
+            services.append(.init(service: node))
+            services += cluster
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
         }
-        let adminServer = TURNAdminServer(host: configuration.host, port: admin, registry: registry, node: node, logger: logger)
-        // The admin port stops last, so /readyz says "draining" for the whole drain.
-        let group = ServiceGroup(
-            configuration: .init(services: [adminServer, node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
     }
 
     func resolve(_ settings: Settings) throws -> (TURNServerConfiguration, adminPort: Int) {
         var configuration = TURNServerConfiguration()
         configuration.host = settings.string(host, "SWITCHBOARD_HOST") ?? configuration.host
-        configuration.port = try settings.int(turnPort, "SWITCHBOARD_TURN_PORT") ?? configuration.port
-        if let text = settings.string(relayPorts, "SWITCHBOARD_TURN_RELAY_PORTS") {
-            let bounds = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard bounds.count == 2, let low = bounds[0], let high = bounds[1], 1 <= low, low < high, high <= 65535 else {
-                throw ValidationError("the relay port range must look like 49152-65535")
-            }
-            configuration.relayPorts = low...high
-        }
-        if let text = settings.string(publicIP, "SWITCHBOARD_TURN_PUBLIC_IP") {
-            guard let address = IPAddress(text) else { throw ValidationError("SWITCHBOARD_TURN_PUBLIC_IP must be an IP address, got \(text)") }
-            configuration.publicIP = address
-        }
-        configuration.realm = settings.string(realm, "SWITCHBOARD_TURN_REALM") ?? configuration.realm
+        try turn.apply(to: &configuration, settings: settings)
         configuration.secrets = settings.list(secrets, "SWITCHBOARD_TURN_SECRETS") ?? []
-        configuration.allowLoopback = try Self.bool(allowLoopback, "SWITCHBOARD_TURN_ALLOW_LOOPBACK", settings)
-        configuration.strictExpiry = try Self.bool(strictExpiry, "SWITCHBOARD_TURN_STRICT_EXPIRY", settings)
+        configuration.strictExpiry = try strictExpiry || (settings.bool(nil, "SWITCHBOARD_TURN_STRICT_EXPIRY") ?? false)
         configuration.allocationQuotaPerTenant = try settings.int(quota, "SWITCHBOARD_TURN_QUOTA")
-        configuration.tlsPort = try settings.int(tlsPort, "SWITCHBOARD_TURN_TLS_PORT") ?? configuration.tlsPort
-        configuration.tlsCertificatePath = settings.string(tlsCertificate, "SWITCHBOARD_TURN_TLS_CERT")
-        configuration.tlsKeyPath = settings.string(tlsKey, "SWITCHBOARD_TURN_TLS_KEY")
         configuration.nodeID = settings.string(nodeID, "SWITCHBOARD_NODE_ID") ?? ProcessInfo.processInfo.hostName
         configuration.drainTimeout = try settings.double(drainTimeout, "SWITCHBOARD_DRAIN_TIMEOUT") ?? configuration.drainTimeout
         let admin = try settings.int(adminPort, "SWITCHBOARD_ADMIN_PORT") ?? 9090
-        guard configuration.tlsCertificatePath == nil || configuration.tlsKeyPath != nil,
-            configuration.tlsKeyPath == nil || configuration.tlsCertificatePath != nil
-        else { throw ValidationError("set both SWITCHBOARD_TURN_TLS_CERT and SWITCHBOARD_TURN_TLS_KEY, or neither") }
         guard !configuration.secrets.isEmpty else { throw ValidationError("SWITCHBOARD_TURN_SECRETS is required") }
         guard [configuration.port, configuration.tlsPort, admin].allSatisfy({ (0...65535).contains($0) }) else {
             throw ValidationError("ports must be 0–65535")
@@ -94,17 +92,6 @@ struct Turn: AsyncParsableCommand {
             throw ValidationError("the drain timeout must be ≥ 0 and the quota ≥ 1")
         }
         return (configuration, admin)
-    }
-
-    /// A boolean setting: the flag when given, else `true`/`1`/`yes` in the variable.
-    static func bool(_ flag: Bool, _ variable: String, _ settings: Settings) throws -> Bool {
-        if flag { return true }
-        guard let text = settings.environment[variable]?.lowercased(), !text.isEmpty else { return false }
-        switch text {
-        case "true", "1", "yes", "on": return true
-        case "false", "0", "no", "off": return false
-        default: throw ValidationError("\(variable) must be true or false, got \(text)")
-        }
     }
 }
 
