@@ -20,7 +20,7 @@ ARG RUNTIME_IMAGE=debian:12-slim
 FROM ${SWIFT_IMAGE} AS build
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
-    && apt-get install -y -q --no-install-recommends libhiredis-dev \
+    && apt-get install -y -q --no-install-recommends libhiredis-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Resolve dependencies in a layer of their own, so source changes do not refetch them.
@@ -38,11 +38,12 @@ RUN swift build -c release --static-swift-stdlib --product switchboard \
 
 # ---------------------------------------------------------------- runtime
 FROM ${RUNTIME_IMAGE} AS runtime
-# Exactly what `ldd /usr/local/bin/switchboard` needs beyond the base system, plus CA
-# certificates for rediss://, PostgreSQL TLS and webhooks.
+# What the binary links dynamically (readelf -d: libcurl.so.4 for FoundationNetworking,
+# libstdc++.so.6, libz.so.1, libgcc_s, libc, libm; libhiredis once the Redis bus is in the
+# binary), plus CA certificates for rediss://, PostgreSQL TLS and webhooks.
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
-    && apt-get install -y -q --no-install-recommends ca-certificates libhiredis0.14 libstdc++6 zlib1g \
+    && apt-get install -y -q --no-install-recommends ca-certificates libcurl4 libhiredis0.14 libstdc++6 zlib1g \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 RUN groupadd --system --gid 10001 switchboard \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/switchboard --shell /usr/sbin/nologin switchboard \
