@@ -31,10 +31,7 @@ RUN swift build -c release --static-swift-stdlib --product switchboard \
     && bin="$(swift build -c release --show-bin-path)" \
     && install -D -m 0755 "$bin/switchboard" /out/usr/local/bin/switchboard \
     && find -L "$bin" -maxdepth 1 -name '*.resources' -exec cp -R {} /out/usr/local/bin/ \; \
-    && install -D -m 0755 /usr/libexec/swift/linux/swift-backtrace-static /out/usr/libexec/switchboard/swift-backtrace-static \
-    && install -d /out/usr/share/switchboard \
-    && cp -R migrations /out/usr/share/switchboard/migrations \
-    && chmod -R a+rX,go-w /out/usr/share/switchboard
+    && install -D -m 0755 /usr/libexec/swift/linux/swift-backtrace-static /out/usr/libexec/switchboard/swift-backtrace-static
 
 # ---------------------------------------------------------------- runtime
 FROM ${RUNTIME_IMAGE} AS runtime
@@ -50,11 +47,10 @@ RUN groupadd --system --gid 10001 switchboard \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/switchboard
 COPY --from=build /out/ /
 # Embedded-mode files live in the one writable directory (a volume in Compose, an emptyDir
-# in Kubernetes); migrations come with the image; crash backtraces go to stderr.
+# in Kubernetes); the migrations are compiled into the binary; crash backtraces go to stderr.
 ENV SWITCHBOARD_SQLITE_PATH=/var/lib/switchboard/switchboard.sqlite \
     SWITCHBOARD_MASTER_KEY_FILE=/var/lib/switchboard/switchboard.key \
     SWITCHBOARD_AUDIT_SPILL_DIR=/var/lib/switchboard/audit-spill \
-    SWITCHBOARD_MIGRATIONS_DIR=/usr/share/switchboard/migrations \
     SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/libexec/switchboard/swift-backtrace-static
 WORKDIR /var/lib/switchboard
 USER 10001:10001
