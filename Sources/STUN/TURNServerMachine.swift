@@ -391,18 +391,38 @@ public struct TURNServerMachine: Sendable {
         ]
     }
 
-    private mutating func refresh(_ message: STUNMessage, from client: TURNClient, now: TURNTime) -> [Action] {
+    /// What Refresh, CreatePermission and ChannelBind check first: the credentials,
+    /// comprehension-required attributes we do not know (420), and that the client has an
+    /// allocation (437).
+    private mutating func clientsAllocation(
+        _ message: STUNMessage, from client: TURNClient, now: TURNTime
+    ) -> Result<(Authenticated, AllocationID, Allocation), Refusal> {
         let existing = allocationByClient[client]
         let auth: Authenticated
         switch authenticate(message, from: client, existing: existing.flatMap { allocations[$0] }, now: now) {
         case .success(let value): auth = value
-        case .failure(let rejection): return rejection.actions
+        case .failure(let rejection): return .failure(Refusal(actions: rejection.actions))
         }
         if !message.unknownComprehensionRequired.isEmpty {
-            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)
+            return .failure(Refusal(actions: answer(
+                message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)))
         }
         guard let id = existing, let allocation = allocations[id] else {
-            return answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)
+            return .failure(Refusal(actions: answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)))
+        }
+        return .success((auth, id, allocation))
+    }
+
+    /// The answer to a request refused before its method's own checks.
+    struct Refusal: Error {
+        var actions: [Action]
+    }
+
+    private mutating func refresh(_ message: STUNMessage, from client: TURNClient, now: TURNTime) -> [Action] {
+        let (auth, id, allocation): (Authenticated, AllocationID, Allocation)
+        switch clientsAllocation(message, from: client, now: now) {
+        case .success(let found): (auth, id, allocation) = found
+        case .failure(let refusal): return refusal.actions
         }
         if let requestedFamily = message.requestedAddressFamily, requestedFamily != allocation.relayed.ip.family.rawValue {
             return answer(message, to: client, now: now, error: STUNErrorCode.peerAddressFamilyMismatch, auth: auth)
@@ -418,17 +438,10 @@ public struct TURNServerMachine: Sendable {
     }
 
     private mutating func createPermission(_ message: STUNMessage, from client: TURNClient, now: TURNTime) -> [Action] {
-        let existing = allocationByClient[client]
-        let auth: Authenticated
-        switch authenticate(message, from: client, existing: existing.flatMap { allocations[$0] }, now: now) {
-        case .success(let value): auth = value
-        case .failure(let rejection): return rejection.actions
-        }
-        if !message.unknownComprehensionRequired.isEmpty {
-            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)
-        }
-        guard let id = existing, let allocation = allocations[id] else {
-            return answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)
+        let (auth, id, allocation): (Authenticated, AllocationID, Allocation)
+        switch clientsAllocation(message, from: client, now: now) {
+        case .success(let found): (auth, id, allocation) = found
+        case .failure(let refusal): return refusal.actions
         }
         let peers = message.xorAddresses(.xorPeerAddress)
         guard !peers.isEmpty, peers.count == message.attributes.filter({ $0.type == .xorPeerAddress }).count else {
@@ -450,17 +463,10 @@ public struct TURNServerMachine: Sendable {
     }
 
     private mutating func channelBind(_ message: STUNMessage, from client: TURNClient, now: TURNTime) -> [Action] {
-        let existing = allocationByClient[client]
-        let auth: Authenticated
-        switch authenticate(message, from: client, existing: existing.flatMap { allocations[$0] }, now: now) {
-        case .success(let value): auth = value
-        case .failure(let rejection): return rejection.actions
-        }
-        if !message.unknownComprehensionRequired.isEmpty {
-            return answer(message, to: client, now: now, error: STUNErrorCode.unknownAttribute, auth: auth, unknown: message.unknownComprehensionRequired)
-        }
-        guard let id = existing, let allocation = allocations[id] else {
-            return answer(message, to: client, now: now, error: STUNErrorCode.allocationMismatch, auth: auth)
+        let (auth, id, allocation): (Authenticated, AllocationID, Allocation)
+        switch clientsAllocation(message, from: client, now: now) {
+        case .success(let found): (auth, id, allocation) = found
+        case .failure(let refusal): return refusal.actions
         }
         guard let number = message.channelNumber, let peer = message.xorAddress(.xorPeerAddress),
             ChannelData.acceptedChannelRange.contains(number)

@@ -6,19 +6,26 @@ import STUN
 import ServiceLifecycle
 import TURNServer
 
+/// A TURN node's settings for tests: loopback, a free port, the test secrets, relays in
+/// `relayPorts` (keep them above the ephemeral range, so no peer or listener lands in them).
+func testTURNConfiguration(relayPorts: ClosedRange<Int>) -> TURNServerConfiguration {
+    var configuration = TURNServerConfiguration()
+    configuration.host = "127.0.0.1"
+    configuration.port = 0
+    configuration.publicIP = IPAddress("127.0.0.1")
+    configuration.secrets = TestSecrets.all
+    configuration.relayPorts = relayPorts
+    return configuration
+}
+
 /// Runs a TURN node on loopback free ports for the length of `body`.
 func withTURNNode<T: Sendable>(
     configure: (inout TURNServerConfiguration) -> Void = { _ in },
     _ body: @Sendable (TURNNode, TURNListeningAddresses) async throws -> T
 ) async throws -> T {
-    var configuration = TURNServerConfiguration()
-    configuration.host = "127.0.0.1"
-    configuration.port = 0
+    var configuration = testTURNConfiguration(relayPorts: 61000...61999)
     configuration.tlsPort = 0
-    configuration.publicIP = IPAddress("127.0.0.1")
     configuration.allowLoopback = true
-    configuration.secrets = TestSecrets.all
-    configuration.relayPorts = 61000...61999  // above the ephemeral range, so no peer or listener lands in it
     configuration.drainTimeout = 5
     configure(&configuration)
     var logger = Logger(label: "turn-test")

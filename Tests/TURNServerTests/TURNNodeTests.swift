@@ -112,12 +112,7 @@ import Testing
     }
 
     @Test func gracefulShutdownRefusesNewAllocationsAndWaitsForOpenOnes() async throws {
-        var configuration = TURNServerConfiguration()
-        configuration.host = "127.0.0.1"
-        configuration.port = 0
-        configuration.publicIP = IPAddress("127.0.0.1")
-        configuration.secrets = TestSecrets.all
-        configuration.relayPorts = 62000...62999
+        var configuration = testTURNConfiguration(relayPorts: 62000...62999)
         configuration.drainTimeout = 60
         let logger = Logger(label: "turn-drain-test")
         let node = try TURNNode(configuration: configuration, logger: logger)

@@ -12,12 +12,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(1)))
 struct TURNTenantControlTests {
     @Test func aTenantDisconnectOnTheBusEndsThatTenantsAllocationsOnly() async throws {
-        var configuration = TURNServerConfiguration()
-        configuration.host = "127.0.0.1"
-        configuration.port = 0
-        configuration.publicIP = IPAddress("127.0.0.1")
-        configuration.secrets = TestSecrets.all
-        configuration.relayPorts = 63000...63099
+        var configuration = testTURNConfiguration(relayPorts: 63000...63099)
         configuration.drainTimeout = 1
         var logger = Logger(label: "turn-tenant-test")
         logger.logLevel = .warning
