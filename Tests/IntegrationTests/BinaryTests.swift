@@ -89,6 +89,56 @@ struct BinaryTests {
         #expect(try await node.terminate() == 0)
     }
 
+    /// SPEC §6: the credentials of `POST /v1/turn/credentials` are the TURN REST API scheme
+    /// coturn's `use-auth-secret` accepts — a real coturn relays with them.
+    @Test(.enabled(
+        if: FileManager.default.isExecutableFile(atPath: "/usr/bin/turnserver")
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/turnutils_uclient"),
+        "coturn is not installed (apt-get install coturn)"))
+    func theRESTAPIsTURNCredentialsWorkOnARealCoturn() async throws {
+        let secret = "shared-\(UUID().uuidString)"
+        let coturnPort = try NodeProcess.freePort()
+        let database = FileManager.default.temporaryDirectory.appendingPathComponent("coturn-\(UUID().uuidString).db").path
+        defer { try? FileManager.default.removeItem(atPath: database) }
+        let coturn = try ToolProcess("/usr/bin/turnserver", [
+            "-n", "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "-p", "\(coturnPort)", "--min-port", "44000",
+            "--max-port", "44099", "--use-auth-secret", "--static-auth-secret", secret, "--realm", "switchboard",
+            "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--simple-log", "--log-file", "stdout", "--db", database,
+        ])
+        defer { coturn.stop() }
+        let (port, admin) = try Self.ports()
+        let node = try NodeProcess(["serve"], environment: [
+            "SWITCHBOARD_HOST": "127.0.0.1", "SWITCHBOARD_PORT": "\(port)", "SWITCHBOARD_ADMIN_PORT": "\(admin)",
+            "SWITCHBOARD_ADMIN_TOKEN": "operator-token-1234", "SWITCHBOARD_TURN_SECRETS": secret,
+            "SWITCHBOARD_TURN_URLS": "turn:127.0.0.1:\(coturnPort)?transport=udp,stun:127.0.0.1:\(coturnPort)",
+        ])
+        defer { node.stop() }
+        #expect(try await NodeProcess.waitForHTTP(port: admin, path: "/readyz", while: node), "not ready: \(node.stderr)")
+        let tenant = try await HTTPProbe.post(
+            port: port, path: "/v1/tenants", authorization: "Bearer operator-token-1234", body: #"{"id":"acme","name":"Acme"}"#)
+        let created = try #require(try JSONSerialization.jsonObject(with: Data(tenant.body.utf8)) as? [String: Any])
+        let basic = "Basic " + Data("\(try #require(created["apiKey"] as? String)):\(try #require(created["apiSecret"] as? String))".utf8)
+            .base64EncodedString()
+        let response = try await HTTPProbe.post(port: port, path: "/v1/turn/credentials", authorization: basic, body: #"{"peerId":"p1"}"#)
+        #expect(response.status == 201, "\(response.body)")
+        let credentials = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+        let servers = try #require(credentials["iceServers"] as? [[String: Any]])
+        #expect(servers.flatMap { $0["urls"] as? [String] ?? [] }.contains("turn:127.0.0.1:\(coturnPort)?transport=udp"))
+
+        let peerPort = try NodeProcess.freePort()
+        let peer = try ToolProcess("/usr/bin/turnutils_peer", ["-p", "\(peerPort)", "-L", "127.0.0.1"])
+        defer { peer.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+        let client = try ToolProcess("/usr/bin/turnutils_uclient", [
+            "-u", try #require(credentials["username"] as? String), "-w", try #require(credentials["credential"] as? String),
+            "-e", "127.0.0.1", "-r", "\(peerPort)", "-p", "\(coturnPort)", "-n", "10", "-z", "5", "-c", "127.0.0.1",
+        ])
+        defer { client.stop() }
+        #expect(try await client.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(client.output.contains("tot_recv_msgs=10"), "uclient: \(client.output.suffix(400))\ncoturn: \(coturn.output.suffix(600))")
+        #expect(try await node.terminate() == 0)
+    }
+
     @Test func textLogsKeepTheBannerForPeople() async throws {
         let (port, admin) = try Self.ports()
         let node = try NodeProcess(["serve", "--log-format", "text", "--host", "127.0.0.1", "--port", "\(port)", "--admin-port", "\(admin)"])
