@@ -112,6 +112,7 @@ let package = Package(
             name: "SwitchboardServer",
             dependencies: [
                 "Signaling",
+                "RedisBus",
                 "SQLiteStore",
                 "PostgresStore",
                 "STUN",
@@ -208,6 +209,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

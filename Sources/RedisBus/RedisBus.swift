@@ -66,11 +66,11 @@ public final class RedisBus: MessageBus {
     /// `client` must be run (as a Service) by the caller. Publishes refused here and those
     /// Redis answers with an error (counted by the client) both count in
     /// `switchboard_bus_publish_failures_total`.
-    public init(client: RedisClient, configuration: Configuration, logger: Logger) {
+    public init(client: RedisClient, configuration: Configuration, metricsFactory: any MetricsFactory = MetricsSystem.factory, logger: Logger) {
         self.client = client
         self.configuration = configuration
         self.logger = logger
-        publishFailures = Counter(label: configuration.publishFailuresMetric)
+        publishFailures = Counter(label: configuration.publishFailuresMetric, factory: metricsFactory)
         publishCommand = configuration.sharded ? "SPUBLISH" : "PUBLISH"
         pingChannel = Self.pingChannel(nodeID: configuration.nodeID, prefix: configuration.prefix)
         let subscription = client.subscribe(pingChannel, kind: configuration.sharded ? .shard : .channel) { [weak self] message in

@@ -100,6 +100,7 @@ public final class RedisClient: Service, Sendable {
     public init(
         configuration: RedisConfiguration, backoff: Backoff = Backoff(), healthCheckInterval: Duration? = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: Metrics = Metrics(),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
         logger: Logger, onDiscardedError: (@Sendable (String) -> Void)? = nil
     ) {
         self.configuration = configuration
@@ -108,11 +109,11 @@ public final class RedisClient: Service, Sendable {
         self.eventLoop = eventLoopGroup.next()
         self.logger = logger
         self.onDiscardedError = onDiscardedError
-        reconnects = Counter(label: metrics.reconnects)
-        commandLosses = Counter(label: metrics.connectionLosses, dimensions: [("connection", "command")])
-        subscriberLosses = Counter(label: metrics.connectionLosses, dimensions: [("connection", "subscriber")])
-        upGauge = Gauge(label: metrics.up)
-        publishFailures = Counter(label: metrics.publishFailures)
+        reconnects = Counter(label: metrics.reconnects, factory: metricsFactory)
+        commandLosses = Counter(label: metrics.connectionLosses, dimensions: [("connection", "command")], factory: metricsFactory)
+        subscriberLosses = Counter(label: metrics.connectionLosses, dimensions: [("connection", "subscriber")], factory: metricsFactory)
+        upGauge = Gauge(label: metrics.up, factory: metricsFactory)
+        publishFailures = Counter(label: metrics.publishFailures, factory: metricsFactory)
         upGauge.record(0)
     }
 

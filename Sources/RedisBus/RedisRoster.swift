@@ -73,17 +73,22 @@ public final class RedisRoster: Roster {
 
     // MARK: Roster
 
-    public func join(_ request: RosterJoin) async throws(RosterError) -> RosterJoinOutcome {
+    public var isDistributed: Bool { true }
+
+    public func join(_ request: RosterJoin, completion: @escaping @Sendable (Result<RosterJoinOutcome, RosterError>) -> Void) {
         let peer = request.peer
         let keys = room(peer.tenantID, peer.room)
-        let reply = try await run(
+        run(
             RosterScripts.join,
             keys: [keys.peers, keys.nodes, connections(peer.tenantID), keys.state(peer.sessionId), keys.log(peer.sessionId)].map { RedisArgument($0) },
             args: [
                 channelPrefix, channelSuffix, RedisArgument(keys.prefix), RedisArgument(peer.tenantID), RedisArgument(peer.room),
                 RedisArgument(peer.peerId), RedisArgument(peer.sessionId), RedisArgument(peer.node), RedisArgument(bytes: RosterWire.record(peer)),
                 RedisArgument(request.maxPeers), RedisArgument(request.maxConnections), RedisArgument(request.resumeSecret), ttlMilliseconds,
-            ])
+            ], completion: completion) { reply throws(RosterError) in try Self.joinOutcome(reply, peer: peer) }
+    }
+
+    static func joinOutcome(_ reply: RedisValue, peer: PeerRecord) throws(RosterError) -> RosterJoinOutcome {
         guard let parts = reply.array, let status = parts.first?.string else { throw Self.unexpected(reply) }
         switch status {
         case "room_full": return .roomFull
@@ -101,38 +106,41 @@ public final class RedisRoster: Roster {
         }
     }
 
-    public func leave(_ session: SessionAddress, reason: LeaveReason) async throws(RosterError) {
+    public func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
         let keys = room(session.tenantID, session.room)
-        _ = try await run(
+        run(
             RosterScripts.leave,
             keys: [keys.peers, keys.nodes, connections(session.tenantID), keys.state(session.sessionId), keys.log(session.sessionId)]
                 .map { RedisArgument($0) },
             args: [
                 channelPrefix, channelSuffix, RedisArgument(session.tenantID), RedisArgument(session.room), RedisArgument(session.peerId),
                 RedisArgument(session.sessionId), RedisArgument(reason.rawValue),
-            ])
+            ], completion: completion) { _ throws(RosterError) in () }
     }
 
-    public func update(_ session: SessionAddress, metadata: RawJSON) async throws(RosterError) {
+    public func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
         let keys = room(session.tenantID, session.room)
-        _ = try await run(
+        run(
             RosterScripts.update, keys: [RedisArgument(keys.peers), RedisArgument(keys.nodes)],
             args: [
                 channelPrefix, channelSuffix, RedisArgument(session.tenantID), RedisArgument(session.room), RedisArgument(session.peerId),
                 RedisArgument(session.sessionId), RedisArgument(bytes: metadata.bytes),
-            ])
+            ], completion: completion) { _ throws(RosterError) in () }
     }
 
-    public func resume(_ request: RosterResume) async throws(RosterError) -> RosterResumeOutcome {
+    public func resume(_ request: RosterResume, completion: @escaping @Sendable (Result<RosterResumeOutcome, RosterError>) -> Void) {
         let session = request.session
         let keys = room(session.tenantID, session.room)
-        let reply = try await run(
+        run(
             RosterScripts.resume,
             keys: [keys.peers, keys.nodes, keys.state(session.sessionId), keys.log(session.sessionId)].map { RedisArgument($0) },
             args: [
                 channelPrefix, channelSuffix, RedisArgument(session.peerId), RedisArgument(session.sessionId),
                 RedisArgument(request.resumeSecret), RedisArgument(request.lastSeq), RedisArgument(request.node), ttlMilliseconds,
-            ])
+            ], completion: completion) { reply throws(RosterError) in try Self.resumeOutcome(reply, session: session) }
+    }
+
+    static func resumeOutcome(_ reply: RedisValue, session: SessionAddress) throws(RosterError) -> RosterResumeOutcome {
         guard let parts = reply.array, let status = parts.first?.string else { throw Self.unexpected(reply) }
         switch status {
         case "unknown": return .unknownSession
@@ -163,7 +171,7 @@ public final class RedisRoster: Roster {
         let future = evalsha(
             RosterScripts.relay, keys: [RedisArgument(keys.peers)],
             args: [
-                channelPrefix, channelSuffix, RedisArgument(keys.prefix), RedisArgument(relay.to ?? ""), RedisArgument(relay.from.peerId),
+                channelPrefix, channelSuffix, RedisArgument(keys.prefix), RedisArgument(relay.to ?? ""), RedisArgument(relay.excludedPeer),
                 RedisArgument(bytes: [RosterWire.kindByte(relay.kind)]), RedisArgument(bytes: prefix), RedisArgument(bytes: suffix),
                 RedisArgument(limits.maxFrames), RedisArgument(limits.maxBytes), ttlMilliseconds,
             ])
@@ -228,11 +236,23 @@ public final class RedisRoster: Roster {
         }
     }
 
-    private func run(_ script: RedisScript, keys: [RedisArgument], args: [RedisArgument]) async throws(RosterError) -> RedisValue {
-        do {
-            return try await evalsha(script, keys: keys, args: args).get()
-        } catch {
-            throw Self.rosterError(error)
+    /// Runs a script and hands `completion` what `decode` makes of its reply.
+    private func run<T: Sendable>(
+        _ script: RedisScript, keys: [RedisArgument], args: [RedisArgument],
+        completion: @escaping @Sendable (Result<T, RosterError>) -> Void,
+        decode: @escaping @Sendable (RedisValue) throws(RosterError) -> T
+    ) {
+        evalsha(script, keys: keys, args: args).whenComplete { result in
+            switch result {
+            case .success(let reply):
+                do throws(RosterError) {
+                    completion(.success(try decode(reply)))
+                } catch {
+                    completion(.failure(error))
+                }
+            case .failure(let error):
+                completion(.failure(Self.rosterError(error)))
+            }
         }
     }
 

@@ -126,7 +126,7 @@ enum RosterScripts {
         """)
 
     /// KEYS: peers. ARGV: channel prefix, channel suffix, room key prefix, receiving peer id
-    /// ('' for a broadcast), sending peer id, kind byte, frame prefix, frame suffix, most
+    /// ('' for a broadcast), peer id a broadcast skips ('' for none), kind byte, frame prefix, frame suffix, most
     /// frames kept, most bytes kept, state TTL (ms).
     /// Returns `{recipients, nodes}`, or -1 when the receiving peer is not in the room.
     static let relay = RedisScript(prelude + """

@@ -6,6 +6,7 @@ import Metrics
 import NIOCore
 import PostgresStore
 import Prometheus
+import RedisBus
 import SQLiteStore
 import ServiceLifecycle
 import Signaling
@@ -32,8 +33,12 @@ public final class SwitchboardNode: Sendable {
         configuration: ServerConfiguration, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         logger: Logger, handleSignals: Bool = true
     ) async throws -> SwitchboardNode {
-        if configuration.redisURL != nil {
-            throw ConfigurationError("SWITCHBOARD_REDIS_URL: cluster mode over Redis is not available in this build yet; unset it to run the embedded bus")
+        if let url = configuration.redisURL {
+            do {
+                _ = try RedisConfiguration(url: url)
+            } catch {
+                throw ConfigurationError("SWITCHBOARD_REDIS_URL: \(error)")
+            }
         }
         let secrets = try SecretBox(base64: try MasterKey.resolve(configuration, logger: logger))
         if let url = configuration.databaseURL {
@@ -74,12 +79,24 @@ public final class SwitchboardNode: Sendable {
         let metrics = SwitchboardMetrics(factory: factory)
         let audit = AuditBuffer(capacity: configuration.auditBufferCapacity)
         self.audit = audit
-        let bus = InProcessBus()
-        let presence = InMemoryPresence()
+        // Embedded: the bus and roster live in this process. Cluster: both are Redis.
+        let bus: any MessageBus
+        let roster: any Roster
+        var redisServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let url = configuration.redisURL {
+            let redis = try RedisConfiguration(url: url)
+            let client = RedisClient(configuration: redis, metricsFactory: factory, logger: logger)
+            bus = RedisBus(client: client, configuration: .init(nodeID: configuration.nodeID), metricsFactory: factory, logger: logger)
+            roster = RedisRoster(client: client, configuration: .init(replayLimits: configuration.replayLimits), logger: logger)
+            redisServices.append(.init(service: client))
+        } else {
+            bus = InProcessBus()
+            roster = InMemoryRoster(configuration: .init(replayLimits: configuration.replayLimits))
+        }
         let clock = SystemWallClock()
         let hub = Hub(
-            configuration: .init(nodeID: configuration.nodeID, replayLimits: configuration.replayLimits),
-            bus: bus, presence: presence, audit: audit, clock: clock, logger: logger)
+            configuration: .init(nodeID: configuration.nodeID, resumeWindow: configuration.resumeWindow),
+            roster: roster, audit: audit, clock: clock, logger: logger)
         self.hub = hub
         let directory = Directory(store: store, secrets: secrets)
         let turnEndpoints = TURNEndpoints(staticURLs: configuration.turnURLs, configuredSecrets: configuration.turnSecrets)
@@ -87,7 +104,7 @@ public final class SwitchboardNode: Sendable {
             configuration: configuration, endpoints: turnEndpoints, bus: bus, metricsFactory: factory, logger: logger)
         let node = Node(
             configuration: configuration, store: store, directory: directory, tokens: AccessTokens(directory: directory, clock: clock),
-            hub: hub, bus: bus, presence: presence, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken,
+            hub: hub, bus: bus, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken,
             turn: turnEndpoints, storeReady: storeReady)
         self.node = node
 
@@ -101,8 +118,10 @@ public final class SwitchboardNode: Sendable {
             logger: logger)
         let webhookDoorbell = Doorbell()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        // The store's own service (the PostgreSQL pool) starts first and stops last.
+        // The store's own service (the PostgreSQL pool) and the Redis client start first and
+        // stop last.
         if let storeService { services.append(.init(service: storeService)) }
+        services += redisServices
         services += [
             .init(service: AuditWriter(
                 buffer: audit, store: store, metrics: metrics, batchSize: configuration.auditBatchSize, logger: logger,
@@ -112,7 +131,7 @@ public final class SwitchboardNode: Sendable {
             .init(service: WebhookDispatcher(
                 store: store, directory: directory, settings: configuration.webhooks, metrics: metrics, doorbell: webhookDoorbell,
                 clock: clock, logger: logger, storeReady: storeReady)),
-            .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit)),
+            .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit, logger: logger)),
             .init(service: RetentionService(
                 store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger, storeReady: storeReady)),
             .init(service: adminApp),
@@ -176,7 +195,6 @@ public final class SwitchboardNode: Sendable {
             hub: node.hub, metrics: node.metrics,
             limits: FrameLimits(maxFrameBytes: configuration.maxFrameBytes),
             heartbeat: .seconds(Int64(configuration.heartbeatSeconds)),
-            resumeWindow: .milliseconds(Int64(configuration.resumeWindow * 1000)),
             floodCloseAfter: configuration.floodCloseSeconds > 0 ? .milliseconds(Int64(configuration.floodCloseSeconds * 1000)) : nil,
             logger: node.logger,
             iceServers: { tenantID, peerId in

@@ -90,8 +90,9 @@ struct ResumeAndLivenessTests {
         try await TestNode.with({ $0.heartbeatSeconds = 1 }) { node in
             let tenant = try await node.createTenant()
             let bob = try await node.join(tenant, peer: "bob")
-            // Expired 29 s ago: still inside the 30 s leeway at connect, past it a second later.
-            let stale = try await node.token(tenant, peer: "alice", ttl: -29)
+            // Expired 28 s ago: still inside the 30 s leeway at connect (2 s to spare on a busy
+            // machine), past it two seconds later.
+            let stale = try await node.token(tenant, peer: "alice", ttl: -28)
             let fresh = try await node.token(tenant, peer: "alice", ttl: 600)
             let alice = TestPeer(client: SignalingClient(url: node.signalURL(stale), tokenProvider: { fresh }))
             try await alice.start()
@@ -105,7 +106,7 @@ struct ResumeAndLivenessTests {
             #expect(!bob.events.contains { if case .peerLeft = $0 { true } else { false } })
 
             // Without a way to get a new token the client stops at the 1008.
-            let carol = TestPeer(client: SignalingClient(url: node.signalURL(try await node.token(tenant, peer: "carol", ttl: -29))))
+            let carol = TestPeer(client: SignalingClient(url: node.signalURL(try await node.token(tenant, peer: "carol", ttl: -28))))
             try await carol.start()
             #expect(try await carol.nextClosed(timeout: .seconds(5)).code == 1008)
             await alice.stop()

@@ -69,8 +69,10 @@ public final class InMemoryRoster: Roster {
 
     // MARK: Roster
 
-    public func join(_ request: RosterJoin) async throws(RosterError) -> RosterJoinOutcome {
-        joinNow(request)
+    public var isDistributed: Bool { false }
+
+    public func join(_ request: RosterJoin, completion: @escaping @Sendable (Result<RosterJoinOutcome, RosterError>) -> Void) {
+        completion(.success(joinNow(request)))
     }
 
     /// ``join(_:)`` without a suspension point, for callers on an event loop.
@@ -102,8 +104,9 @@ public final class InMemoryRoster: Roster {
         return outcome
     }
 
-    public func leave(_ session: SessionAddress, reason: LeaveReason) async throws(RosterError) {
+    public func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
         leaveNow(session, reason: reason)
+        completion(.success(()))
     }
 
     /// ``leave(_:reason:)`` without a suspension point.
@@ -123,7 +126,13 @@ public final class InMemoryRoster: Roster {
         }
     }
 
-    public func update(_ session: SessionAddress, metadata: RawJSON) async throws(RosterError) {
+    public func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        updateNow(session, metadata: metadata)
+        completion(.success(()))
+    }
+
+    /// ``update(_:metadata:completion:)`` without a callback.
+    public func updateNow(_ session: SessionAddress, metadata: RawJSON) {
         let key = RoomKey(tenantID: session.tenantID, room: session.room)
         apply { state in
             guard var current = state.peers[key]?[session.peerId], current.sessionId == session.sessionId else { return }
@@ -135,7 +144,12 @@ public final class InMemoryRoster: Roster {
         }
     }
 
-    public func resume(_ request: RosterResume) async throws(RosterError) -> RosterResumeOutcome {
+    public func resume(_ request: RosterResume, completion: @escaping @Sendable (Result<RosterResumeOutcome, RosterError>) -> Void) {
+        completion(.success(resumeNow(request)))
+    }
+
+    /// ``resume(_:completion:)``, answered directly.
+    public func resumeNow(_ request: RosterResume) -> RosterResumeOutcome {
         let session = request.session
         let key = RoomKey(tenantID: session.tenantID, room: session.room)
         return apply { state -> RosterResumeOutcome in
@@ -174,7 +188,7 @@ public final class InMemoryRoster: Roster {
                 guard let target = state.peers[key]?[to] else { return .failure(RosterError(.peerNotFound, "no such peer in the room")) }
                 targets = [target]
             } else {
-                targets = (state.peers[key] ?? [:]).values.filter { $0.peerId != relay.from.peerId }
+                targets = (state.peers[key] ?? [:]).values.filter { $0.peerId != relay.excludedPeer }
             }
             var nodes = Set<String>()
             for target in targets {

@@ -14,24 +14,24 @@ import Foundation
 /// `completion` once it is applied — that is when the sender may be acked — or failed.
 /// The other operations are rare and may await.
 ///
-/// Not wired into the node yet: the node still runs on ``MessageBus`` + ``Presence`` and its
-/// own seq numbering. This port and its Redis implementation are the cluster's data plane,
-/// built and tested first.
+/// The node's ``Hub`` runs on it: ``InMemoryRoster`` in the embedded default, the Redis
+/// roster in a cluster.
 public protocol Roster: Sendable {
     /// Takes a place in the room for a new session, atomically across the cluster: refused
     /// when the room holds `maxPeers` peers or the tenant `maxConnections` sessions, unless
     /// the same peer id is there already, in which case the new session replaces that one
-    /// (its node gets ``RosterEvent/replaced(sessionId:)``). Returns the others, for `welcome`.
-    func join(_ request: RosterJoin) async throws(RosterError) -> RosterJoinOutcome
+    /// (its node gets ``RosterEvent/replaced(sessionId:)``). Answers with the others, for
+    /// `welcome`.
+    func join(_ request: RosterJoin, completion: @escaping @Sendable (Result<RosterJoinOutcome, RosterError>) -> Void)
     /// Ends a session: it leaves presence (the room's nodes get `peerLeft` with `reason`) and
     /// its state and log are removed. Nothing happens when it is no longer the room's
     /// session for its peer id.
-    func leave(_ session: SessionAddress, reason: LeaveReason) async throws(RosterError)
+    func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void)
     /// Replaces a peer's metadata; the room's nodes get `peerUpdated`.
-    func update(_ session: SessionAddress, metadata: RawJSON) async throws(RosterError)
+    func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void)
     /// Moves a session to `node` with the frames after `lastSeq`, checking `resumeSecret`.
     /// Its previous node gets ``RosterEvent/moved(sessionId:)``.
-    func resume(_ request: RosterResume) async throws(RosterError) -> RosterResumeOutcome
+    func resume(_ request: RosterResume, completion: @escaping @Sendable (Result<RosterResumeOutcome, RosterError>) -> Void)
     /// Numbers and logs a `signal` (to one peer) or `broadcast` (to every other peer) for each
     /// recipient and sends it to their nodes.
     func relay(_ relay: Relay, completion: @escaping @Sendable (Result<RelayReceipt, RosterError>) -> Void)
@@ -41,6 +41,35 @@ public protocol Roster: Sendable {
     func connectionCount(tenantID: String) async throws(RosterError) -> Int
     /// Receives the events for the sessions `node` hosts, in the roster's order.
     func subscribe(node: String, _ handler: @escaping @Sendable (RosterEvent) -> Void) async throws(RosterError) -> any BusSubscription
+    /// Whether every relay crosses the network (a cluster), for the routing metrics.
+    var isDistributed: Bool { get }
+}
+
+extension Roster {
+    /// ``join(_:completion:)``, awaited.
+    public func join(_ request: RosterJoin) async throws(RosterError) -> RosterJoinOutcome {
+        try await withCheckedContinuation { continuation in join(request) { continuation.resume(returning: $0) } }.get()
+    }
+
+    /// ``leave(_:reason:completion:)``, awaited.
+    public func leave(_ session: SessionAddress, reason: LeaveReason) async throws(RosterError) {
+        try await withCheckedContinuation { continuation in leave(session, reason: reason) { continuation.resume(returning: $0) } }.get()
+    }
+
+    /// ``update(_:metadata:completion:)``, awaited.
+    public func update(_ session: SessionAddress, metadata: RawJSON) async throws(RosterError) {
+        try await withCheckedContinuation { continuation in update(session, metadata: metadata) { continuation.resume(returning: $0) } }.get()
+    }
+
+    /// ``resume(_:completion:)``, awaited.
+    public func resume(_ request: RosterResume) async throws(RosterError) -> RosterResumeOutcome {
+        try await withCheckedContinuation { continuation in resume(request) { continuation.resume(returning: $0) } }.get()
+    }
+
+    /// ``relay(_:completion:)``, awaited.
+    public func relay(_ relay: Relay) async throws(RosterError) -> RelayReceipt {
+        try await withCheckedContinuation { continuation in self.relay(relay) { continuation.resume(returning: $0) } }.get()
+    }
 }
 
 /// Which session, in which room.
@@ -133,6 +162,12 @@ public struct Relay: Sendable {
         self.kind = kind
         self.to = to
         self.data = data
+    }
+
+    /// The peer a broadcast skips: the sender, unless it is not a session (a server message,
+    /// `from.sessionId` empty). "" skips nobody.
+    public var excludedPeer: String {
+        to == nil && !from.sessionId.isEmpty ? from.peerId : ""
     }
 
     /// The frame as the receiver gets it, split around its `seq` (which the roster assigns):

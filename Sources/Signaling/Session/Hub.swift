@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// What a new session asks for; checked against live state at join.
+/// What a new session asks for; checked against the roster at join.
 public struct JoinRequest: Sendable {
     public var identity: SessionIdentity
     public var metadata: RawJSON
@@ -18,18 +18,22 @@ public struct JoinRequest: Sendable {
 }
 
 public enum JoinOutcome: Sendable {
+    /// In the room, `welcome` queued: attach a transport with ``Hub/attach(_:transport:)``.
     case joined(Session)
     case roomFull
     case tooManyConnections
     case draining
+    /// The roster could not be reached: nothing was reserved.
+    case unavailable
 }
 
 /// Where a relayed message went.
 public enum RouteOutcome: Sendable, Equatable {
-    /// Handed to `local` sessions on this node and published to `remote` other nodes.
-    case routed(local: Int, remote: Int)
+    /// Numbered and logged for `recipients` sessions (on any node); `viaBus` when it crossed
+    /// the network (cluster mode).
+    case routed(recipients: Int, viaBus: Bool)
     case peerNotFound
-    /// The bus would not take it: nothing was delivered.
+    /// The roster would not take it: nothing was delivered.
     case unavailable
 }
 
@@ -39,21 +43,29 @@ public enum ResumeOutcome: Sendable {
     case unknownSession
     /// Frames after `lastSeq` are no longer kept.
     case gap
+    /// The roster could not be reached.
+    case unavailable
 }
 
-/// The sessions this node hosts, by room: join, leave, relay, resume, presence events.
+/// The sessions this node hosts, and what it hears about them from the ``Roster``.
 ///
-/// The relay path (``signal(from:to:data:)``, ``broadcast(from:data:)``) takes one short
-/// lock to find recipients and never awaits. Messages for peers on other nodes go through the
-/// ``MessageBus``; ``Presence`` tells where they are. Audit events go to an ``AuditBuffer``.
+/// The roster decides membership and numbers every relayed frame (in memory in the embedded
+/// mode, in Redis in a cluster); the hub keeps the live side — which session object holds
+/// which socket — and applies the roster's events to it: deliveries, presence changes,
+/// replaced and moved sessions. Relays never await: they are handed to the roster and
+/// answered (ack or error) when it has applied them. Audit events go to an ``AuditBuffer``.
 public final class Hub: Sendable {
     public struct Configuration: Sendable {
         public var nodeID: String
-        public var replayLimits: ReplayBuffer.Limits
+        /// How long a dropped session waits for a resume before it ends (`timeout`).
+        public var resumeWindow: TimeInterval
+        /// How long a joined session may wait for its socket (the upgrade) before it ends.
+        public var attachTimeout: TimeInterval
 
-        public init(nodeID: String, replayLimits: ReplayBuffer.Limits = .init()) {
+        public init(nodeID: String, resumeWindow: TimeInterval = 30, attachTimeout: TimeInterval = 10) {
             self.nodeID = nodeID
-            self.replayLimits = replayLimits
+            self.resumeWindow = resumeWindow
+            self.attachTimeout = attachTimeout
         }
     }
 
@@ -63,24 +75,56 @@ public final class Hub: Sendable {
     }
 
     struct State {
+        var sessions: [String: Session] = [:]
+        /// Sessions by room, then by session id (two sessions of one peer id may overlap
+        /// while one replaces the other).
         var rooms: [RoomKey: [String: Session]] = [:]
-        var byResumeToken: [String: Session] = [:]
         var connections: [String: Int] = [:]
+        /// Sessions without a socket, since when: dropped (resume window) or not yet attached.
+        var waiting: [String: (session: Session, since: Date, limit: TimeInterval)] = [:]
         var draining = false
+
+        mutating func add(_ session: Session) {
+            sessions[session.id] = session
+            rooms[RoomKey(tenantID: session.tenantID, room: session.room), default: [:]][session.id] = session
+            connections[session.tenantID, default: 0] += 1
+        }
+
+        /// Removes `session` if it is the one registered under its id; returns whether it was.
+        mutating func remove(_ session: Session) -> Bool {
+            guard sessions[session.id] === session else { return false }
+            sessions[session.id] = nil
+            waiting[session.id] = nil
+            let key = RoomKey(tenantID: session.tenantID, room: session.room)
+            rooms[key]?[session.id] = nil
+            if rooms[key]?.isEmpty == true { rooms[key] = nil }
+            let count = connections[session.tenantID, default: 1] - 1
+            connections[session.tenantID] = count > 0 ? count : nil
+            return true
+        }
+
+        /// Puts `new` where `old` (same id) was, or adds it.
+        mutating func swap(_ old: Session?, for new: Session) {
+            if let old, sessions[old.id] === old {
+                sessions[new.id] = new
+                waiting[new.id] = nil
+                rooms[RoomKey(tenantID: new.tenantID, room: new.room), default: [:]][new.id] = new
+            } else {
+                add(new)
+            }
+        }
     }
 
     public let configuration: Configuration
-    public let bus: any MessageBus
-    public let presence: any Presence
+    public let roster: any Roster
     public let audit: AuditBuffer
     private let clock: any WallClock
     private let logger: Logger
     private let state = Mutex(State())
 
-    public init(configuration: Configuration, bus: any MessageBus, presence: any Presence, audit: AuditBuffer, clock: any WallClock = SystemWallClock(), logger: Logger) {
+    public init(configuration: Configuration, roster: any Roster, audit: AuditBuffer, clock: any WallClock = SystemWallClock(), logger: Logger) {
         self.configuration = configuration
-        self.bus = bus
-        self.presence = presence
+        self.roster = roster
         self.audit = audit
         self.clock = clock
         self.logger = logger
@@ -90,195 +134,265 @@ public final class Hub: Sendable {
 
     // MARK: Join and leave
 
-    /// Adds a session to its room and sends it `welcome` (built by `welcome` from the session
-    /// and the peers already there) before any other frame can reach it; then tells the
-    /// others. A session of the same peer id already in the room is replaced.
+    /// Takes the session's place in the room (the roster's atomic check of the room and
+    /// tenant limits, replacing a session of the same peer id anywhere) and queues its
+    /// `welcome`, built by `welcome` from the session and the peers already there, ahead of
+    /// anything else. The session then waits for ``attach(_:transport:)``.
     public func join(
-        _ request: JoinRequest, transport: any SessionTransport,
-        welcome: (Session, [PeerSummary]) -> ServerMessage
-    ) -> JoinOutcome {
+        _ request: JoinRequest, welcome: @escaping @Sendable (Session, [PeerSummary]) -> ServerMessage
+    ) async -> JoinOutcome {
         let identity = request.identity
-        let key = RoomKey(tenantID: identity.tenantID, room: identity.room)
-        let session = Session(
-            identity: identity, metadata: request.metadata, resumeToken: Self.makeResumeToken(),
-            joinedAt: clock.now(), replayLimits: configuration.replayLimits)
-        let result = state.withLock { state -> Result<(Session?, [Session]), JoinRejection> in
-            if state.draining { return .failure(.draining) }
-            var members = state.rooms[key] ?? [:]
-            let previous = members[identity.peerId]
-            if previous == nil, members.count >= request.maxPeers { return .failure(.roomFull) }
-            let connections = state.connections[identity.tenantID, default: 0]
-            if previous == nil, connections >= request.maxConnections { return .failure(.tooManyConnections) }
-            let others = members.values.filter { $0 !== previous }
-            members[identity.peerId] = session
-            state.rooms[key] = members
-            state.byResumeToken[session.resumeToken] = session
-            if let previous {
-                state.byResumeToken[previous.resumeToken] = nil
-            } else {
-                state.connections[identity.tenantID] = connections + 1
-            }
-            // Welcome is queued under the hub lock: nobody can find this session to send it
-            // anything before its welcome is first in its outbox.
-            session.start(transport: transport, welcome: welcome(session, others.map(\.summary)).encoded())
-            return .success((previous, others))
+        let now = clock.now()
+        let session = Session(identity: identity, metadata: request.metadata, resumeSecret: Self.makeResumeSecret(), joinedAt: now)
+        // Registered before the roster hears of it, so nothing the roster sends it is missed.
+        let accepted = state.withLock { state -> Bool in
+            guard !state.draining else { return false }
+            state.add(session)
+            state.waiting[session.id] = (session, now, configuration.attachTimeout)
+            return true
         }
-        if case .success = result {
-            // Outside the hub lock: the welcome (and anything queued behind it) goes out now.
-            session.drain()
+        guard accepted else { return .draining }
+        let peer = PeerRecord(
+            tenantID: identity.tenantID, room: identity.room, peerId: identity.peerId, metadata: request.metadata,
+            sessionId: identity.sessionId, node: nodeID, joinedAt: now)
+        let result = await withCheckedContinuation { continuation in
+            roster.join(RosterJoin(peer: peer, resumeSecret: session.resumeSecret, maxPeers: request.maxPeers, maxConnections: request.maxConnections)) {
+                continuation.resume(returning: $0)
+            }
         }
         switch result {
-        case .failure(.draining): return .draining
-        case .failure(.roomFull): return .roomFull
-        case .failure(.tooManyConnections): return .tooManyConnections
-        case .success(let (previous, others)):
-            if let previous {
-                // The new connection wins; the others see the old one leave and the new one join.
-                if previous.end(finalFrame: .error(ProtocolError(.replaced, "the same peer joined on another connection")), close: (.replaced, "replaced")) {
-                    recordEnded(previous, reason: "replaced")
-                }
-                broadcastControl(.peerLeft(peerId: previous.peerId, reason: .left), to: others)
-            }
-            broadcastControl(.peerJoined(session.summary), to: others)
-            presenceAdd(session)
+        case .success(.joined(let others, _)):
+            let frame = welcome(session, others.map { PeerSummary(peerId: $0.peerId, metadata: $0.metadata) })
+            session.open(first: [(frame.encoded(), .welcome)], seq: 0, known: Set(others.map(\.sessionId)))
             audit.record(event(.sessionStarted, session, data: [
                 "remoteAddress": .string(identity.remoteAddress), "userAgent": .string(identity.userAgent),
             ]))
             return .joined(session)
+        case .success(.roomFull):
+            discard(session)
+            return .roomFull
+        case .success(.tooManyConnections):
+            discard(session)
+            return .tooManyConnections
+        case .failure(let error):
+            discard(session)
+            logger.warning("join failed", metadata: ["error": "\(error)"])
+            return .unavailable
         }
     }
 
-    private enum JoinRejection: Error {
-        case roomFull, tooManyConnections, draining
+    /// A session the roster did not take: gone without a trace.
+    private func discard(_ session: Session) {
+        _ = state.withLock { $0.remove(session) }
+        _ = session.end(finalFrame: nil, close: nil)
     }
 
-    /// Ends a session and tells the room. `close` is sent to the transport if one is attached.
-    public func end(_ session: Session, reason: LeaveReason, finalFrame: ServerMessage? = nil, close: (CloseCode, String)?, notifyRoom: Bool = true) {
+    /// Gives a joined session its socket: `welcome` and whatever followed go out. False when
+    /// the session ended meanwhile (replaced, kicked, or it waited too long).
+    public func attach(_ session: Session, transport: any SessionTransport) -> Bool {
+        state.withLock { state in
+            if state.waiting[session.id]?.session === session { state.waiting[session.id] = nil }
+        }
+        return session.attach(transport)
+    }
+
+    /// Ends a session and tells the room (through the roster). `close` is sent to the
+    /// transport if one is attached.
+    public func end(_ session: Session, reason: LeaveReason, finalFrame: ServerMessage? = nil, close: (CloseCode, String)?) {
         guard session.end(finalFrame: finalFrame, close: close) else { return }
-        let others = remove(session)
-        if let others, notifyRoom {
-            broadcastControl(.peerLeft(peerId: session.peerId, reason: reason), to: others)
-        }
+        let registered = state.withLock { $0.remove(session) }
         recordEnded(session, reason: reason.rawValue)
-    }
-
-    /// Removes a session from the maps; returns the room's remaining sessions if it was there.
-    private func remove(_ session: Session) -> [Session]? {
-        let key = RoomKey(tenantID: session.tenantID, room: session.room)
-        let others = state.withLock { state -> [Session]? in
-            if state.byResumeToken[session.resumeToken] === session {
-                state.byResumeToken[session.resumeToken] = nil
+        guard registered else { return }
+        let logger = self.logger
+        roster.leave(session.address, reason: reason) { result in
+            if case .failure(let error) = result {
+                logger.warning("leave not recorded", metadata: ["session": "\(session.id)", "error": "\(error)"])
             }
-            guard var members = state.rooms[key], members[session.peerId] === session else { return nil }
-            members[session.peerId] = nil
-            state.rooms[key] = members.isEmpty ? nil : members
-            let count = state.connections[session.tenantID, default: 1] - 1
-            state.connections[session.tenantID] = count > 0 ? count : nil
-            return Array(members.values)
         }
-        if others != nil {
-            presence.leave(tenantID: session.tenantID, room: session.room, peerId: session.peerId, sessionId: session.id)
-        }
-        return others
     }
 
-    /// The socket dropped without `leave`: keep the session for the resume window. Returns
-    /// the generation to hand to ``expire(_:generation:)`` when the window ends.
-    public func detach(_ session: Session, transport: any SessionTransport) -> UInt64? {
-        session.detach(from: transport)
+    /// The socket dropped without `leave`: the session waits for a resume (on this node or
+    /// any other) until the resume window ends.
+    public func detach(_ session: Session, transport: any SessionTransport) {
+        guard session.detach(from: transport) else { return }
+        let now = clock.now()
+        state.withLock { state in
+            guard state.sessions[session.id] === session else { return }
+            state.waiting[session.id] = (session, now, configuration.resumeWindow)
+        }
     }
 
-    /// The resume window ended: a session still detached since `generation` ends (`timeout`).
-    public func expire(_ session: Session, generation: UInt64) {
-        guard session.isDetached(generation: generation) else { return }
-        end(session, reason: .timeout, close: nil)
+    /// Ends sessions that waited too long for a socket: dropped ones past the resume window,
+    /// joined ones whose upgrade never finished. Called a few times a second.
+    public func sweep() {
+        let now = clock.now()
+        let expired = state.withLock { state in
+            state.waiting.values.filter { now.timeIntervalSince($0.since) >= $0.limit }.map(\.session)
+        }
+        for session in expired {
+            end(session, reason: .timeout, close: nil)
+        }
     }
 
     // MARK: Resume
 
-    /// Attaches a new transport to a live or detached session and replays what it missed.
-    public func resume(token: String, lastSeq: UInt64, tenantID: String, room: String, peerId: String, transport: any SessionTransport) -> ResumeOutcome {
-        let found = state.withLock { state -> (Session, [PeerSummary])? in
-            guard let session = state.byResumeToken[token], session.tenantID == tenantID,
-                session.room == room, session.peerId == peerId
-            else { return nil }
-            let key = RoomKey(tenantID: tenantID, room: room)
-            let peers = (state.rooms[key] ?? [:]).values.filter { $0 !== session }.map(\.summary)
-            return (session, peers)
+    /// Attaches a new transport to a session (detached, half-open, or hosted by another node
+    /// — alive or dead) and replays what it missed, through the roster. `completion` runs
+    /// when the roster has answered (on any thread).
+    public func resume(
+        token: String, lastSeq: UInt64, identity: SessionIdentity, transport: any SessionTransport,
+        completion: @escaping @Sendable (ResumeOutcome) -> Void
+    ) {
+        guard let (sessionId, secret) = Session.parseResumeToken(token) else { return completion(.unknownSession) }
+        var identity = identity
+        identity.sessionId = sessionId
+        let old = state.withLock { $0.sessions[sessionId] }
+        if let old {
+            // Known here: a wrong secret or peer must not disturb the session.
+            guard Self.same(old.resumeSecret, secret), old.tenantID == identity.tenantID, old.room == identity.room, old.peerId == identity.peerId else {
+                return completion(.unknownSession)
+            }
         }
-        guard let (session, peers) = found else { return .unknownSession }
-        switch session.resume(transport: transport, lastSeq: lastSeq, peers: peers) {
-        case .success(let replayed):
-            audit.record(event(.sessionResumed, session, data: ["replayed": .number(Double(replayed)), "lastSeq": .number(Double(lastSeq))]))
-            return .resumed(session, replayed: replayed)
-        case .failure(.ended): return .unknownSession
-        case .failure(.gap): return .gap
+        let session = Session(identity: identity, metadata: old?.metadata ?? .emptyObject, resumeSecret: secret, joinedAt: old?.joinedAt ?? clock.now())
+        _ = session.attach(transport)
+        // Registered before the roster moves it here, so nothing the roster sends it is missed.
+        let accepted = state.withLock { state -> Bool in
+            guard !state.draining else { return false }
+            state.swap(old, for: session)
+            return true
         }
+        guard accepted else { return completion(.unavailable) }
+        let request = RosterResume(session: session.address, resumeSecret: secret, lastSeq: lastSeq, node: nodeID)
+        roster.resume(request) { [self] result in
+            completion(finishResume(result, session: session, old: old, lastSeq: lastSeq))
+        }
+    }
+
+    private func finishResume(_ result: Result<RosterResumeOutcome, RosterError>, session: Session, old: Session?, lastSeq: UInt64) -> ResumeOutcome {
+        guard case .success(.resumed(let frames, let seq, let peers)) = result else {
+            // Put things back as they were.
+            let now = clock.now()
+            state.withLock { state in
+                if let old, old.phase != .ended {
+                    state.swap(session, for: old)
+                    if old.phase == .detached { state.waiting[old.id] = (old, now, configuration.resumeWindow) }
+                } else {
+                    _ = state.remove(session)
+                }
+            }
+            _ = session.end(finalFrame: nil, close: nil)
+            switch result {
+            case .success(.gap): return .gap
+            case .success: return .unknownSession
+            case .failure(let error):
+                logger.warning("resume failed", metadata: ["error": "\(error)"])
+                return .unavailable
+            }
+        }
+        old?.handOver()
+        let resumed = ServerMessage.resumed(
+            sessionId: session.id, replayed: frames.count, peers: peers.map { PeerSummary(peerId: $0.peerId, metadata: $0.metadata) })
+        var first: [([UInt8], OutboundFrameType)] = [(resumed.encoded(), .resumed)]
+        first.reserveCapacity(frames.count + 1)
+        for frame in frames { first.append((frame.frame, frame.kind == .signal ? .signal : .broadcast)) }
+        session.open(first: first, seq: seq, known: Set(peers.map(\.sessionId)))
+        audit.record(event(.sessionResumed, session, data: ["replayed": .number(Double(frames.count)), "lastSeq": .number(Double(lastSeq))]))
+        return .resumed(session, replayed: frames.count)
+    }
+
+    /// Compares two secrets in time that does not depend on where they differ.
+    static func same(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
     }
 
     // MARK: Relay
 
-    /// Sends `data` from `sender` to peer `to` in the sender's room.
-    public func signal(from sender: Session, to peerId: String, data: RawJSON) -> RouteOutcome {
-        let key = RoomKey(tenantID: sender.tenantID, room: sender.room)
-        let target = state.withLock { $0.rooms[key]?[peerId] }
-        if let target {
-            target.deliver(.signal, from: sender.peerId, data: data)
-            return .routed(local: 1, remote: 0)
-        }
-        guard let node = presence.locate(tenantID: sender.tenantID, room: sender.room, peerId: peerId), node != nodeID else {
-            return .peerNotFound
-        }
-        let envelope = RelayEnvelope(tenantID: sender.tenantID, room: sender.room, kind: .signal, from: sender.peerId, to: peerId, exclude: nil, data: data)
-        return bus.publish(.deliver(envelope), to: .node(node)) ? .routed(local: 0, remote: 1) : .unavailable
+    /// Sends `data` from `sender` to peer `to` in the sender's room; `completion` says how
+    /// it went once the roster has numbered it (that is when the sender may be acked).
+    public func signal(from sender: Session, to peerId: String, data: RawJSON, completion: @escaping @Sendable (RouteOutcome) -> Void) {
+        relay(Relay(from: sender.address, kind: .signal, to: peerId, data: data), completion: completion)
     }
 
     /// Sends `data` from `sender` to every other peer of its room, on every node.
-    public func broadcast(from sender: Session, data: RawJSON) -> RouteOutcome {
-        let envelope = RelayEnvelope(tenantID: sender.tenantID, room: sender.room, kind: .broadcast, from: sender.peerId, to: nil, exclude: sender.peerId, data: data)
-        return route(envelope)
+    public func broadcast(from sender: Session, data: RawJSON, completion: @escaping @Sendable (RouteOutcome) -> Void) {
+        relay(Relay(from: sender.address, kind: .broadcast, to: nil, data: data), completion: completion)
     }
 
-    /// Delivers an envelope to the local recipients and publishes it to the other nodes that
-    /// host peers of the room. Local delivery comes first and cannot fail; if the bus refuses
-    /// any node the outcome is `unavailable` (a retry may then reach some peers twice).
-    public func route(_ envelope: RelayEnvelope) -> RouteOutcome {
-        let local = deliverLocally(envelope)
-        let remoteNodes = presence.nodes(tenantID: envelope.tenantID, room: envelope.room).subtracting([nodeID])
-        var remote = 0
-        for node in remoteNodes {
-            guard bus.publish(.deliver(envelope), to: .node(node)) else { return .unavailable }
-            remote += 1
+    /// A message from the server (REST): `from` is "server"; to one peer, or every peer.
+    public func sendFromServer(tenantID: String, room: String, to peerId: String?, data: RawJSON) async -> RouteOutcome {
+        let from = SessionAddress(tenantID: tenantID, room: room, peerId: "server", sessionId: "")
+        return await withCheckedContinuation { continuation in
+            relay(Relay(from: from, kind: peerId == nil ? .broadcast : .signal, to: peerId, data: data)) { continuation.resume(returning: $0) }
         }
-        if envelope.to != nil, local == 0, remote == 0 { return .peerNotFound }
-        return .routed(local: local, remote: remote)
     }
 
-    /// Delivers an envelope to the sessions of this node; returns how many got it.
-    @discardableResult
-    public func deliverLocally(_ envelope: RelayEnvelope) -> Int {
-        let key = RoomKey(tenantID: envelope.tenantID, room: envelope.room)
-        if let to = envelope.to {
-            guard let target = state.withLock({ $0.rooms[key]?[to] }) else { return 0 }
-            return target.deliver(envelope.kind, from: envelope.from, data: envelope.data) ? 1 : 0
+    private func relay(_ relay: Relay, completion: @escaping @Sendable (RouteOutcome) -> Void) {
+        let viaBus = roster.isDistributed
+        roster.relay(relay) { result in
+            switch result {
+            case .success(let receipt): completion(.routed(recipients: receipt.recipients, viaBus: viaBus))
+            case .failure(let error) where error.code == .peerNotFound: completion(.peerNotFound)
+            case .failure: completion(.unavailable)
+            }
         }
-        let members = state.withLock { state -> [Session] in
-            guard let members = state.rooms[key] else { return [] }
-            return members.values.filter { $0.peerId != envelope.exclude }
-        }
-        var delivered = 0
-        for member in members where member.deliver(envelope.kind, from: envelope.from, data: envelope.data) {
-            delivered += 1
-        }
-        return delivered
     }
 
-    /// Replaces a peer's metadata and tells the room.
-    public func update(_ session: Session, metadata: RawJSON) {
+    /// Replaces a peer's metadata and tells the room; `failed` is called when the roster
+    /// could not take it.
+    public func update(_ session: Session, metadata: RawJSON, failed: @escaping @Sendable () -> Void = {}) {
         session.setMetadata(metadata)
-        let others = members(tenantID: session.tenantID, room: session.room).filter { $0 !== session }
-        broadcastControl(.peerUpdated(PeerSummary(peerId: session.peerId, metadata: metadata)), to: others)
-        presence.update(tenantID: session.tenantID, room: session.room, peerId: session.peerId, metadata: metadata)
+        roster.update(session.address, metadata: metadata) { result in
+            if case .failure = result { failed() }
+        }
+    }
+
+    // MARK: Events from the roster
+
+    /// Applies one roster event to this node's sessions.
+    public func handle(_ event: RosterEvent) {
+        switch event {
+        case .deliver(let sessionId, let seq, let frame):
+            guard let session = state.withLock({ $0.sessions[sessionId] }) else { return }
+            if !session.deliver(seq: seq, frame: frame) {
+                // It dropped its socket to resume past a missing frame.
+                let now = clock.now()
+                state.withLock { state in
+                    guard state.sessions[sessionId] === session else { return }
+                    state.waiting[sessionId] = (session, now, configuration.resumeWindow)
+                }
+                logger.warning("a relayed frame was missed; the session must resume", metadata: ["session": "\(sessionId)"])
+            }
+        case .peerJoined(let peer):
+            let message = ServerMessage.peerJoined(PeerSummary(peerId: peer.peerId, metadata: peer.metadata))
+            for session in members(tenantID: peer.tenantID, room: peer.room) where session.id != peer.sessionId {
+                session.presence(message, subject: peer.sessionId, change: .joined)
+            }
+        case .peerLeft(let tenantID, let room, let peerId, let sessionId, let reason):
+            let message = ServerMessage.peerLeft(peerId: peerId, reason: reason)
+            for session in members(tenantID: tenantID, room: room) where session.id != sessionId {
+                session.presence(message, subject: sessionId, change: .left)
+            }
+        case .peerUpdated(let tenantID, let room, let peerId, let sessionId, let metadata):
+            let message = ServerMessage.peerUpdated(PeerSummary(peerId: peerId, metadata: metadata))
+            for session in members(tenantID: tenantID, room: room) where session.id != sessionId {
+                session.presence(message, subject: sessionId, change: .updated)
+            }
+        case .replaced(let sessionId):
+            guard let session = state.withLock({ $0.sessions[sessionId] }) else { return }
+            _ = state.withLock { $0.remove(session) }
+            if session.end(finalFrame: .error(ProtocolError(.replaced, "the same peer joined on another connection")), close: (.replaced, "replaced")) {
+                recordEnded(session, reason: "replaced")
+            }
+        case .moved(let sessionId):
+            // Resumed on another node: this copy goes quietly (a half-open socket is told).
+            guard let session = state.withLock({ $0.sessions[sessionId] }) else { return }
+            _ = state.withLock { $0.remove(session) }
+            session.handOver()
+        }
     }
 
     // MARK: Operator and tenant actions (arrive over the bus's control topic)
@@ -286,11 +400,11 @@ public final class Hub: Sendable {
     /// Applies a control message to this node's sessions.
     public func handle(_ message: BusMessage) {
         switch message {
-        case .deliver(let envelope):
-            deliverLocally(envelope)
+        case .deliver, .tenantChanged:
+            break
         case .tenantDisconnect(let tenantID, let reason):
             for session in sessions(where: { $0.tenantID == tenantID }) {
-                end(session, reason: .kicked, finalFrame: .error(ProtocolError(.forbidden, reason)), close: (.policy, reason), notifyRoom: false)
+                end(session, reason: .kicked, finalFrame: .error(ProtocolError(.forbidden, reason)), close: (.policy, reason))
             }
         case .keyRevoked(let tenantID, let apiKey):
             for session in sessions(where: { $0.tenantID == tenantID && $0.identity.apiKey == apiKey }) {
@@ -298,30 +412,32 @@ public final class Hub: Sendable {
             }
         case .roomClosed(let tenantID, let room):
             for session in members(tenantID: tenantID, room: room) {
-                end(session, reason: .left, close: (.normal, "room closed"), notifyRoom: false)
+                end(session, reason: .left, close: (.normal, "room closed"))
             }
         case .kick(let tenantID, let room, let peerId):
-            let key = RoomKey(tenantID: tenantID, room: room)
-            if let session = state.withLock({ $0.rooms[key]?[peerId] }) {
+            for session in members(tenantID: tenantID, room: room) where session.peerId == peerId {
                 end(session, reason: .kicked, finalFrame: .error(ProtocolError(.forbidden, "kicked")), close: (.policy, "kicked"))
             }
-        case .tenantChanged:
-            break
         }
     }
 
-    /// Live sessions of a room on this node.
+    /// Sessions of a room on this node.
     public func members(tenantID: String, room: String) -> [Session] {
         state.withLock { Array(($0.rooms[RoomKey(tenantID: tenantID, room: room)] ?? [:]).values) }
     }
 
     /// Every session on this node matching `predicate`.
     public func sessions(where predicate: (Session) -> Bool = { _ in true }) -> [Session] {
-        state.withLock { state in state.rooms.values.flatMap { $0.values.filter(predicate) } }
+        state.withLock { state in state.sessions.values.filter(predicate) }
     }
 
-    /// Live (attached or detached) sessions on this node.
-    public var sessionCount: Int { state.withLock { $0.connections.values.reduce(0, +) } }
+    /// The session with this id on this node.
+    public func session(id: String) -> Session? {
+        state.withLock { $0.sessions[id] }
+    }
+
+    /// Live (attached, opening or detached) sessions on this node.
+    public var sessionCount: Int { state.withLock { $0.sessions.count } }
 
     /// Rooms with at least one session on this node.
     public var roomCount: Int { state.withLock { $0.rooms.count } }
@@ -336,7 +452,7 @@ public final class Hub: Sendable {
     public func beginDrain(maxRetryAfterMs: Int = 5000) {
         let sessions = state.withLock { state -> [Session] in
             state.draining = true
-            return state.rooms.values.flatMap { $0.values }
+            return Array(state.sessions.values)
         }
         for session in sessions {
             let delay = Int.random(in: 0...max(0, maxRetryAfterMs))
@@ -349,24 +465,11 @@ public final class Hub: Sendable {
     /// Ends every remaining session with `1001 going away`.
     public func closeAll() {
         for session in sessions() {
-            end(session, reason: .left, close: (.goingAway, "server shutting down"), notifyRoom: false)
+            end(session, reason: .left, close: (.goingAway, "server shutting down"))
         }
     }
 
     // MARK: Helpers
-
-    private func broadcastControl(_ message: ServerMessage, to sessions: [Session]) {
-        guard !sessions.isEmpty else { return }
-        let frame = message.encoded()
-        let type = message.frameType
-        for session in sessions { session.send(frame, type: type) }
-    }
-
-    private func presenceAdd(_ session: Session) {
-        presence.join(PeerRecord(
-            tenantID: session.tenantID, room: session.room, peerId: session.peerId, metadata: session.metadata,
-            sessionId: session.id, node: nodeID, joinedAt: session.joinedAt))
-    }
 
     private func recordEnded(_ session: Session, reason: String) {
         let stats = session.stats
@@ -386,7 +489,7 @@ public final class Hub: Sendable {
     }
 
     /// 32 random bytes, base64url: unguessable, so holding it proves the session is yours.
-    static func makeResumeToken() -> String {
+    static func makeResumeSecret() -> String {
         var generator = SystemRandomNumberGenerator()
         var bytes = [UInt8](repeating: 0, count: 32)
         for index in bytes.indices { bytes[index] = generator.next() }

@@ -67,25 +67,37 @@ public struct SessionStats: Sendable, Equatable {
     public var bytesOut = 0
 }
 
-/// A signaling session: a peer in a room, with its `seq` counter and replay buffer.
+/// A signaling session as this node hosts it: a peer in a room, and the socket it talks
+/// through now.
 ///
-/// It outlives any one socket: when the transport drops, the session is detached and keeps
-/// numbering and buffering what is sent to it until a resume attaches a new transport or the
-/// resume window ends.
+/// Its durable part — `seq`, the replay log, presence — lives in the ``Roster``, which
+/// numbers every relayed frame; the session only hands frames to its transport, in `seq`
+/// order, each once (``deliver(seq:frame:)`` drops what it already sent).
 ///
-/// All state is behind one lock. Frames are numbered and queued in an outbox under that
-/// lock, and handed to the transport outside it by one drainer at a time, in queue order:
-/// so the wire order is the `seq` order, and a transport may call back into the session (a
-/// socket flush can trigger a read) without deadlocking.
+/// It outlives any one socket: when the transport drops, the session is detached; the roster
+/// keeps numbering and logging what is sent to it until a resume (on this node or another)
+/// or the end of the resume window.
+///
+/// While it is *opening* — joined but its `welcome` not sent, or resuming and the roster's
+/// answer not back — everything for it is held, so `welcome` (or `resumed` and the replay)
+/// goes first and nothing the roster sends meanwhile is lost.
+///
+/// All state is behind one lock. Frames are queued in an outbox under that lock, and handed
+/// to the transport outside it by one drainer at a time, in queue order: so the wire order
+/// is the `seq` order, and a transport may call back into the session (a socket flush can
+/// trigger a read) without deadlocking.
 public final class Session: Sendable {
     public enum Phase: Sendable, Equatable {
+        /// Joined or resuming: frames are held until `welcome`/`resumed` and a transport.
+        case opening
         case active
         case detached
         case ended
     }
 
     public let identity: SessionIdentity
-    public let resumeToken: String
+    /// Proves a resume; part of ``resumeToken``.
+    public let resumeSecret: String
     public let joinedAt: Date
     private let state: Mutex<State>
 
@@ -100,14 +112,29 @@ public final class Session: Sendable {
         var action: Action
     }
 
+    /// A frame that arrived while the session was opening.
+    enum Held {
+        /// A numbered relay.
+        case relay(seq: UInt64, frame: [UInt8])
+        /// A presence change about session `subject`.
+        case presence(subject: String, change: PresenceChange, frame: [UInt8], type: OutboundFrameType)
+        /// Anything else (errors, `ice-servers`).
+        case frame([UInt8], OutboundFrameType)
+    }
+
+    public enum PresenceChange: Sendable {
+        case joined, left, updated
+    }
+
     struct State {
-        var phase: Phase = .active
+        var phase: Phase = .opening
         var transport: (any SessionTransport)?
-        /// Bumped on every detach, so a stale expiry timer can tell it is stale.
-        var generation: UInt64 = 0
-        var seq: UInt64 = 0
+        /// `welcome` or `resumed` is queued in ``held``: frames may go once a transport is here.
+        var opened = false
+        var held: [Held] = []
+        /// The highest `seq` handed to a transport (or replayed): older deliveries are dropped.
+        var lastSeq: UInt64 = 0
         var metadata: RawJSON
-        var replay: ReplayBuffer
         var stats = SessionStats()
         var outbox: [Outbound] = []
         /// Someone is handing the outbox to transports; others only append.
@@ -127,25 +154,62 @@ public final class Session: Sendable {
             draining = true
             return true
         }
+
+        /// Opening → active when both the first frame and a transport are here: the held
+        /// frames go out, in order. Returns whether the caller must drain.
+        mutating func activateIfReady() -> Bool {
+            guard phase == .opening, opened, transport != nil else { return false }
+            phase = .active
+            var mustDrain = false
+            for item in held {
+                switch item {
+                case .relay(_, let frame): mustDrain = queue(frame, Session.relayType(frame)) || mustDrain
+                case .presence(_, _, let frame, let type), .frame(let frame, let type): mustDrain = queue(frame, type) || mustDrain
+                }
+            }
+            held = []
+            return mustDrain
+        }
     }
 
-    public init(identity: SessionIdentity, metadata: RawJSON, resumeToken: String, joinedAt: Date, replayLimits: ReplayBuffer.Limits) {
+    public init(identity: SessionIdentity, metadata: RawJSON, resumeSecret: String, joinedAt: Date) {
         self.identity = identity
-        self.resumeToken = resumeToken
+        self.resumeSecret = resumeSecret
         self.joinedAt = joinedAt
-        self.state = Mutex(State(metadata: metadata, replay: ReplayBuffer(limits: replayLimits)))
+        self.state = Mutex(State(metadata: metadata))
     }
 
     public var id: String { identity.sessionId }
     public var peerId: String { identity.peerId }
     public var tenantID: String { identity.tenantID }
     public var room: String { identity.room }
+    public var address: SessionAddress {
+        SessionAddress(tenantID: identity.tenantID, room: identity.room, peerId: identity.peerId, sessionId: identity.sessionId)
+    }
+
+    /// What the client presents to resume: the session id and its secret.
+    public var resumeToken: String { Self.resumeToken(sessionId: id, secret: resumeSecret) }
+
+    public static func resumeToken(sessionId: String, secret: String) -> String { sessionId + "." + secret }
+
+    /// The session id and secret of a resume token.
+    public static func parseResumeToken(_ token: String) -> (sessionId: String, secret: String)? {
+        guard let dot = token.firstIndex(of: "."), dot != token.startIndex else { return nil }
+        let secret = token[token.index(after: dot)...]
+        guard !secret.isEmpty else { return nil }
+        return (String(token[..<dot]), String(secret))
+    }
 
     public var phase: Phase { state.withLock { $0.phase } }
     public var metadata: RawJSON { state.withLock { $0.metadata } }
     public var stats: SessionStats { state.withLock { $0.stats } }
-    public var lastSeq: UInt64 { state.withLock { $0.seq } }
+    public var lastSeq: UInt64 { state.withLock { $0.lastSeq } }
     public var summary: PeerSummary { PeerSummary(peerId: peerId, metadata: metadata) }
+
+    /// `signal` or `broadcast`, read from a relay frame (`{"type":"s…` or `{"type":"b…`).
+    static func relayType(_ frame: [UInt8]) -> OutboundFrameType {
+        frame.count > 9 && frame[9] == UInt8(ascii: "b") ? .broadcast : .signal
+    }
 
     /// Hands queued frames to their transports, outside the lock, until the outbox is empty.
     /// Only the caller that set `draining` runs this; others' frames join its queue.
@@ -169,41 +233,126 @@ public final class Session: Sendable {
         }
     }
 
-    /// Attaches the first transport and queues `welcome` before anything else can be sent.
-    /// Called under the hub's lock; the hub drains (``drain()``) after releasing it.
-    func start(transport: any SessionTransport, welcome: [UInt8]) {
-        state.withLock { state in
+    private func apply(_ body: (inout State) -> Bool) {
+        if state.withLock({ body(&$0) }) { drain() }
+    }
+
+    /// Attaches the transport of a new connection (after the upgrade of a join).
+    /// Returns false when the session has ended meanwhile.
+    func attach(_ transport: any SessionTransport) -> Bool {
+        var attached = false
+        apply { state in
+            guard state.phase == .opening, state.transport == nil else { return false }
+            attached = true
             state.transport = transport
-            // The drain is the joiner's job, after the hub lock: mark it taken.
-            _ = state.queue(welcome, .welcome)
-            state.draining = true
+            return state.activateIfReady()
+        }
+        return attached
+    }
+
+    /// Sends the first frames — `welcome`, or `resumed` and the replay up to `seq` — ahead of
+    /// everything held; held presence changes about sessions the first frames already reflect
+    /// (`known`: the session ids in them) or never knew are dropped, as are relays up to `seq`.
+    func open(first: [([UInt8], OutboundFrameType)], seq: UInt64, known: Set<String>) {
+        apply { state in
+            guard state.phase == .opening else { return false }
+            var known = known
+            var held: [Held] = first.map { .frame($0.0, $0.1) }
+            for item in state.held {
+                switch item {
+                case .relay(let itemSeq, _):
+                    if itemSeq > seq { held.append(item) }
+                case .presence(let subject, let change, _, _):
+                    switch change {
+                    case .joined:
+                        if known.insert(subject).inserted { held.append(item) }
+                    case .left:
+                        if known.remove(subject) != nil { held.append(item) }
+                    case .updated:
+                        if known.contains(subject) { held.append(item) }
+                    }
+                case .frame:
+                    held.append(item)
+                }
+            }
+            state.held = held
+            state.lastSeq = max(seq, held.reduce(seq) { last, item in
+                if case .relay(let itemSeq, _) = item { return max(last, itemSeq) }
+                return last
+            })
+            state.opened = true
+            return state.activateIfReady()
         }
     }
 
-    /// Numbers a relayed message for this session, keeps it for replay, and sends it if a
-    /// transport is attached. Returns false once the session has ended.
+    /// A numbered relay from the roster: sent once, in `seq` order (held while opening,
+    /// dropped while detached — the roster's log has it for the resume). Returns false when
+    /// a frame between the last one sent and this one is missing (the caller then drops the
+    /// socket so that the client resumes and gets it from the log).
     @discardableResult
-    public func deliver(_ kind: RelayKind, from: String, data: RawJSON) -> Bool {
-        let (accepted, mustDrain) = state.withLock { state -> (Bool, Bool) in
-            guard state.phase != .ended else { return (false, false) }
-            state.seq += 1
-            let frame = ServerMessage.encodeRelay(kind, from: from, data: data, seq: state.seq)
-            let type: OutboundFrameType = kind == .signal ? .signal : .broadcast
-            state.replay.append(seq: state.seq, frame: frame, type: type)
-            return (true, state.queue(frame, type))
+    public func deliver(seq: UInt64, frame: [UInt8]) -> Bool {
+        var inOrder = true
+        apply { state in
+            switch state.phase {
+            case .ended, .detached:
+                return false
+            case .opening:
+                if state.opened {
+                    guard seq > state.lastSeq else { return false }
+                    state.lastSeq = seq
+                }
+                state.held.append(.relay(seq: seq, frame: frame))
+                return false
+            case .active:
+                guard seq > state.lastSeq else { return false }
+                if seq != state.lastSeq + 1, let transport = state.transport {
+                    // A frame never reached this node (a lost subscription): rather than a
+                    // hole in `seq`, drop the socket; the client resumes and gets it from the
+                    // roster's log.
+                    inOrder = false
+                    state.transport = nil
+                    state.phase = .detached
+                    let error = ServerMessage.error(ProtocolError(.unavailable, "messages were missed; resume to get them")).encoded()
+                    let dropped = state.queue(Outbound(transport: transport, action: .frame(error, .error)))
+                    return state.queue(Outbound(transport: transport, action: .close(.internalError, "resume"))) || dropped
+                }
+                state.lastSeq = seq
+                return state.queue(frame, Self.relayType(frame))
+            }
         }
-        if mustDrain { drain() }
-        return accepted
+        return inOrder
     }
 
-    /// Sends a frame outside the `seq` numbering (presence events, acks, errors, pongs).
-    /// Dropped while detached: `resumed` carries a fresh presence snapshot instead.
-    public func send(_ frame: [UInt8], type: OutboundFrameType) {
-        let mustDrain = state.withLock { state -> Bool in
-            guard state.phase == .active else { return false }
-            return state.queue(frame, type)
+    /// A presence change about another session (`subject`): held while opening, dropped
+    /// while detached (`resumed` carries a fresh snapshot).
+    func presence(_ message: ServerMessage, subject: String, change: PresenceChange) {
+        apply { state in
+            switch state.phase {
+            case .opening:
+                state.held.append(.presence(subject: subject, change: change, frame: message.encoded(), type: message.frameType))
+                return false
+            case .active:
+                return state.queue(message.encoded(), message.frameType)
+            case .detached, .ended:
+                return false
+            }
         }
-        if mustDrain { drain() }
+    }
+
+    /// Sends a frame outside the `seq` numbering (acks, errors, pongs, `ice-servers`).
+    /// Held while opening; dropped while detached.
+    public func send(_ frame: [UInt8], type: OutboundFrameType) {
+        apply { state in
+            switch state.phase {
+            case .opening:
+                state.held.append(.frame(frame, type))
+                return false
+            case .active:
+                return state.queue(frame, type)
+            case .detached, .ended:
+                return false
+            }
+        }
     }
 
     public func send(_ message: ServerMessage, type: OutboundFrameType) {
@@ -222,63 +371,46 @@ public final class Session: Sendable {
         state.withLock { $0.metadata = metadata }
     }
 
-    /// The transport went away without a `leave`. Returns the detach generation to pass to
-    /// ``Hub/expire(_:generation:)`` when the resume window ends, or nil when `transport` is
-    /// not the current one (already replaced or resumed elsewhere) or the session ended.
-    func detach(from transport: any SessionTransport) -> UInt64? {
+    /// The transport went away without a `leave`. Returns false when `transport` is not the
+    /// current one (already replaced or resumed) or the session ended.
+    func detach(from transport: any SessionTransport) -> Bool {
         state.withLock { state in
-            guard state.phase == .active, let current = state.transport, current === transport else { return nil }
+            guard state.phase == .active || state.phase == .opening, let current = state.transport, current === transport else { return false }
             state.transport = nil
             state.phase = .detached
-            state.generation += 1
-            return state.generation
+            state.opened = false
+            state.held = []
+            return true
         }
     }
 
-    /// Whether the session is still detached since the detach that returned `generation`.
-    func isDetached(generation: UInt64) -> Bool {
-        state.withLock { $0.phase == .detached && $0.generation == generation }
-    }
-
-    public enum ResumeFailure: Error, Sendable, Equatable {
-        case ended
-        case gap
-    }
-
-    /// Attaches a new transport: sends `resumed`, then every kept frame after `lastSeq`, in
-    /// order. A transport still attached (a half-open socket) is closed as replaced.
-    func resume(transport: any SessionTransport, lastSeq: UInt64, peers: [PeerSummary]) -> Result<Int, ResumeFailure> {
-        let (result, mustDrain) = state.withLock { state -> (Result<Int, ResumeFailure>, Bool) in
-            guard state.phase != .ended else { return (.failure(.ended), false) }
-            guard let frames = state.replay.frames(after: lastSeq, currentSeq: state.seq) else {
-                return (.failure(.gap), false)
-            }
+    /// Hands the session's frames from now on to a new session object (a resume of this one,
+    /// on this node): a transport still attached (a half-open socket) gets `replaced` and is
+    /// closed; this object ends without a goodbye.
+    func handOver() {
+        apply { state in
+            guard state.phase != .ended else { return false }
+            state.phase = .ended
             var mustDrain = false
-            if let old = state.transport, old !== transport {
+            if let old = state.transport {
                 let replaced = ServerMessage.error(ProtocolError(.replaced, "session resumed on another connection")).encoded()
                 mustDrain = state.queue(Outbound(transport: old, action: .frame(replaced, .error))) || mustDrain
                 mustDrain = state.queue(Outbound(transport: old, action: .close(.replaced, "replaced"))) || mustDrain
             }
-            state.transport = transport
-            state.phase = .active
-            state.generation += 1
-            let resumed = ServerMessage.resumed(sessionId: identity.sessionId, replayed: frames.count, peers: peers).encoded()
-            mustDrain = state.queue(resumed, .resumed) || mustDrain
-            for (frame, type) in frames {
-                mustDrain = state.queue(frame, type) || mustDrain
-            }
-            return (.success(frames.count), mustDrain)
+            state.transport = nil
+            return mustDrain
         }
-        if mustDrain { drain() }
-        return result
     }
 
     /// Ends the session: optionally sends a last frame, then closes the transport.
     /// Returns false when it had already ended.
     func end(finalFrame: ServerMessage?, close: (CloseCode, String)?) -> Bool {
-        let (ended, mustDrain) = state.withLock { state -> (Bool, Bool) in
-            guard state.phase != .ended else { return (false, false) }
+        var ended = false
+        apply { state in
+            guard state.phase != .ended else { return false }
+            ended = true
             state.phase = .ended
+            state.held = []
             var mustDrain = false
             if let transport = state.transport {
                 if let finalFrame {
@@ -289,9 +421,8 @@ public final class Session: Sendable {
                 }
             }
             state.transport = nil
-            return (true, mustDrain)
+            return mustDrain
         }
-        if mustDrain { drain() }
         return ended
     }
 }

@@ -86,7 +86,7 @@ struct TenantRoutes {
             throw APIError(error, what: "room")
         }
         node.record(.roomCreated, tenantID: tenant.id, room: room.name)
-        return EditedResponse(status: .created, response: await view(room))
+        return EditedResponse(status: .created, response: try await view(room))
     }
 
     @Sendable func listRooms(_ request: Request, context: APIContext) async throws -> ListResponse<RoomView> {
@@ -99,12 +99,12 @@ struct TenantRoutes {
             throw APIError(error, what: "room")
         }
         var views: [RoomView] = []
-        for room in page.items { views.append(await view(room)) }
+        for room in page.items { views.append(try await view(room)) }
         return ListResponse(views, next: page.next)
     }
 
     @Sendable func getRoom(_ request: Request, context: APIContext) async throws -> RoomView {
-        await view(try await room(context))
+        try await view(try await room(context))
     }
 
     @Sendable func updateRoom(_ request: Request, context: APIContext) async throws -> RoomView {
@@ -123,7 +123,7 @@ struct TenantRoutes {
             }
             node.directory.forgetRoom(tenantID: room.tenantID, name: room.name)
         }
-        return await view(room)
+        return try await view(room)
     }
 
     @Sendable func deleteRoom(_ request: Request, context: APIContext) async throws -> Response {
@@ -143,14 +143,14 @@ struct TenantRoutes {
     @Sendable func listPeers(_ request: Request, context: APIContext) async throws -> ListResponse<PeerView> {
         let room = try await room(context)
         let (limit, after) = try request.pagination()
-        let page = await node.presence.peers(tenantID: room.tenantID, room: room.name, after: after, limit: limit)
+        let page = try await node.presence.peers(tenantID: room.tenantID, room: room.name, after: after, limit: limit)
         return ListResponse(page.items.map(Self.view), next: page.next)
     }
 
     @Sendable func kickPeer(_ request: Request, context: APIContext) async throws -> Response {
         let room = try await room(context)
         guard let peerId = context.pathParameter("peer"), Identifier.isValid(peerId),
-            await node.presence.peer(tenantID: room.tenantID, room: room.name, peerId: peerId) != nil
+            try await node.presence.peer(tenantID: room.tenantID, room: room.name, peerId: peerId) != nil
         else {
             throw Self.peerNotFound
         }
@@ -170,16 +170,8 @@ struct TenantRoutes {
         guard data.bytes.count <= limit else {
             throw APIError.tooLarge("`data` exceeds \(limit) bytes, the largest that fits in a frame")
         }
-        let envelope = RelayEnvelope(
-            tenantID: room.tenantID, room: room.name, kind: to == nil ? .broadcast : .signal, from: "server",
-            to: to, exclude: nil, data: data)
-        switch node.hub.route(envelope) {
-        case .routed(let local, let remote):
-            // Other nodes count their own deliveries; report the room's peers they hold.
-            var recipients = local
-            if remote > 0 {
-                recipients = to != nil ? 1 : await node.presence.peerCount(tenantID: room.tenantID, room: room.name)
-            }
+        switch await node.hub.sendFromServer(tenantID: room.tenantID, room: room.name, to: to, data: data) {
+        case .routed(let recipients, _):
             return EditedResponse(status: .accepted, response: MessageResult(recipients: recipients))
         case .peerNotFound:
             throw Self.peerNotFound
@@ -275,10 +267,10 @@ struct TenantRoutes {
         }
     }
 
-    private func view(_ room: Room) async -> RoomView {
+    private func view(_ room: Room) async throws -> RoomView {
         RoomView(
             name: room.name, maxPeers: room.maxPeers, metadata: room.metadata,
-            peerCount: await node.presence.peerCount(tenantID: room.tenantID, room: room.name),
+            peerCount: try await node.presence.peerCount(tenantID: room.tenantID, room: room.name),
             createdAt: Timestamp.format(room.createdAt))
     }
 

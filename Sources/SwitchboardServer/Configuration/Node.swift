@@ -11,7 +11,6 @@ struct Node: Sendable {
     var tokens: AccessTokens
     var hub: Hub
     var bus: any MessageBus
-    var presence: any Presence
     var audit: AuditBuffer
     var metrics: SwitchboardMetrics
     var clock: any WallClock
@@ -24,6 +23,9 @@ struct Node: Sendable {
     var storeReady: StartupGate? = nil
 
     var nodeID: String { configuration.nodeID }
+
+    /// Who is in which room, on every node (the roster).
+    var presence: LivePresence { LivePresence(roster: hub.roster) }
 
     /// Records an audit event (never blocks; counted when the buffer is full).
     func record(_ type: AuditEventType, tenantID: String, room: String? = nil, peer: String? = nil, session: String? = nil, data: [String: JSONValue] = [:]) {
@@ -57,6 +59,34 @@ struct Node: Sendable {
             return room
         } catch where error.code == .conflict {
             return try await store.room(tenantID: tenant.id, name: name)
+        }
+    }
+}
+
+/// Live presence for the REST API, read from the roster: the peers of every node.
+struct LivePresence: Sendable {
+    let roster: any Roster
+
+    /// Peers of a room ordered by peer id, after `after`.
+    func peers(tenantID: String, room: String, after: String?, limit: Int) async throws(APIError) -> Page<PeerRecord> {
+        let all = try await everyone(tenantID: tenantID, room: room).filter { after == nil || $0.peerId > after ?? "" }
+        let page = Array(all.prefix(limit))
+        return Page(items: page, next: all.count > limit ? page.last?.peerId : nil)
+    }
+
+    func peer(tenantID: String, room: String, peerId: String) async throws(APIError) -> PeerRecord? {
+        try await everyone(tenantID: tenantID, room: room).first { $0.peerId == peerId }
+    }
+
+    func peerCount(tenantID: String, room: String) async throws(APIError) -> Int {
+        try await everyone(tenantID: tenantID, room: room).count
+    }
+
+    private func everyone(tenantID: String, room: String) async throws(APIError) -> [PeerRecord] {
+        do {
+            return try await roster.peers(tenantID: tenantID, room: room)
+        } catch {
+            throw APIError.unavailable("presence cannot be read right now; try again")
         }
     }
 }

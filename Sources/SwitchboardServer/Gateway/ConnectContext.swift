@@ -11,6 +11,8 @@ public struct ConnectContext: Sendable {
     }
 
     public var identity: SessionIdentity
+    /// The session the upgrade joined (mode `join`), waiting for this connection's socket.
+    public var session: Session?
     public var metadata: RawJSON
     public var maxPeers: Int
     public var limits: TenantLimits

@@ -12,7 +12,6 @@ final class GatewayEnvironment: Sendable {
     let metrics: SwitchboardMetrics
     let limits: FrameLimits
     let heartbeat: TimeAmount
-    let resumeWindow: TimeAmount
     /// How long a `resume=1` connection may take to send its `resume` frame.
     let resumeHandshakeTimeout: TimeAmount
     /// Refused frames may go on this long (with no quiet second between them) before the
@@ -28,7 +27,7 @@ final class GatewayEnvironment: Sendable {
     let tickers: ConnectionTickers
 
     init(
-        hub: Hub, metrics: SwitchboardMetrics, limits: FrameLimits, heartbeat: TimeAmount, resumeWindow: TimeAmount,
+        hub: Hub, metrics: SwitchboardMetrics, limits: FrameLimits, heartbeat: TimeAmount,
         resumeHandshakeTimeout: TimeAmount = .seconds(10), floodCloseAfter: TimeAmount? = .seconds(5),
         closeHandshakeTimeout: TimeAmount = .seconds(2), logger: Logger,
         iceServers: @escaping @Sendable (_ tenantID: String, _ peerId: String) -> (servers: RawJSON, expires: Date?),
@@ -38,7 +37,6 @@ final class GatewayEnvironment: Sendable {
         self.metrics = metrics
         self.limits = limits
         self.heartbeat = heartbeat
-        self.resumeWindow = resumeWindow
         self.resumeHandshakeTimeout = resumeHandshakeTimeout
         self.floodCloseAfter = floodCloseAfter
         self.closeHandshakeTimeout = closeHandshakeTimeout
@@ -119,7 +117,7 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         self.ticker = ticker
         switch pending?.connect.mode {
         case .join:
-            join()
+            attachJoined()
         case .awaitResume:
             resumeDeadline = .now() + environment.resumeHandshakeTimeout
         case nil:
@@ -146,13 +144,8 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
     /// may run inside a write the session made while holding its lock.
     private func detachLater(_ session: Session) {
         let hub = self.hub
-        let window = environment.resumeWindow
-        let eventLoop = self.eventLoop
         eventLoop.execute {
-            guard let generation = hub.detach(session, transport: self) else { return }
-            eventLoop.scheduleTask(in: window) {
-                hub.expire(session, generation: generation)
-            }
+            hub.detach(session, transport: self)
         }
     }
 
@@ -161,32 +154,19 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         ticker = nil
     }
 
-    private func join() {
-        guard let connect = pending?.connect else { return }
+    /// The upgrade joined the session (``UpgradeAuthorizer``); its socket is this one.
+    private func attachJoined() {
+        guard let session = pending?.connect.session else { return }
         pending = nil
-        let request = JoinRequest(
-            identity: connect.identity, metadata: connect.metadata, maxPeers: connect.maxPeers,
-            maxConnections: connect.limits.maxConnections)
-        let iceServers = connect.iceServers
-        let heartbeatSeconds = Int(environment.heartbeat.nanoseconds / 1_000_000_000)
-        switch hub.join(request, transport: self, welcome: { session, peers in
-            .welcome(
-                sessionId: session.id, peerId: session.peerId, room: session.room, peers: peers,
-                iceServers: iceServers, resumeToken: session.resumeToken, heartbeatSeconds: heartbeatSeconds)
-        }) {
-        case .joined(let session):
-            if context?.channel.isActive == true {
-                self.session = session
-            } else {
-                detachLater(session)
-            }
-        case .roomFull:
-            fail(ProtocolError(.rateLimited, "the room is full"), close: .policy)
-        case .tooManyConnections:
-            fail(ProtocolError(.rateLimited, "the tenant's connection limit is reached"), close: .policy)
-        case .draining:
-            send(ServerMessage.reconnect(reason: "draining", retryAfterMs: 1000).encoded(), type: .reconnect)
-            closeSocket(.goingAway)
+        guard hub.attach(session, transport: self) else {
+            // Replaced or ended before its socket arrived.
+            send(ServerMessage.error(ProtocolError(.replaced, "the session ended before it started")).encoded(), type: .error)
+            return closeSocket(.goingAway)
+        }
+        if context?.channel.isActive == true {
+            self.session = session
+        } else {
+            detachLater(session)
         }
     }
 
@@ -328,18 +308,23 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
             guard session.identity.permissions.contains(.signal) else {
                 return reject(ProtocolError(.forbidden, "the token does not allow `signal`", ref: id))
             }
-            let outcome = hub.signal(from: session, to: to, data: data)
-            finishRoute(outcome, id: id, started: started)
+            hub.signal(from: session, to: to, data: data) { [environment] outcome in
+                Self.finishRoute(outcome, session: session, id: id, started: started, metrics: environment.metrics)
+            }
         case .broadcast(let data, let id):
             metrics.frameIn(type: "broadcast")
             guard session.identity.permissions.contains(.broadcast) else {
                 return reject(ProtocolError(.forbidden, "the token does not allow `broadcast`", ref: id))
             }
-            let outcome = hub.broadcast(from: session, data: data)
-            finishRoute(outcome, id: id, started: started)
+            hub.broadcast(from: session, data: data) { [environment] outcome in
+                Self.finishRoute(outcome, session: session, id: id, started: started, metrics: environment.metrics)
+            }
         case .update(let metadata):
             metrics.frameIn(type: "update")
-            hub.update(session, metadata: metadata)
+            hub.update(session, metadata: metadata) { [metrics] in
+                metrics.error(.unavailable)
+                session.send(.error(ProtocolError(.unavailable, "the update could not be applied; try again")), type: .error)
+            }
         case .ping(let id):
             metrics.frameIn(type: "ping")
             session.send(.pong(id: id), type: .pong)
@@ -353,18 +338,23 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         }
     }
 
-    private func finishRoute(_ outcome: RouteOutcome, id: RawJSON?, started: NIODeadline) {
+    /// The roster's answer to a relay (on any thread): the sender's `ack` or error.
+    private static func finishRoute(_ outcome: RouteOutcome, session: Session, id: RawJSON?, started: NIODeadline, metrics: SwitchboardMetrics) {
         metrics.routed(outcome)
+        let error: ProtocolError
         switch outcome {
         case .routed:
             metrics.routingLatency.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
-            if let id { session?.send(.ack(id: id), type: .ack) }
+            if let id { session.send(.ack(id: id), type: .ack) }
+            return
         case .peerNotFound:
-            reject(ProtocolError(.peerNotFound, "no such peer in the room", ref: id))
+            error = ProtocolError(.peerNotFound, "no such peer in the room", ref: id)
         case .unavailable:
             metrics.busPublishFailures.increment()
-            reject(ProtocolError(.unavailable, "the message could not be delivered; try again", ref: id))
+            error = ProtocolError(.unavailable, "the message could not be delivered; try again", ref: id)
         }
+        metrics.error(error.code)
+        session.send(ServerMessage.error(error).encoded(), type: .error)
     }
 
     /// Frames on a `resume=1` connection before it has a session.
@@ -375,8 +365,17 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         metrics.frameIn(type: "resume")
         resumeDeadline = nil
         pending = nil
-        let identity = connect.identity
-        switch hub.resume(token: token, lastSeq: lastSeq, tenantID: identity.tenantID, room: identity.room, peerId: identity.peerId, transport: self) {
+        hub.resume(token: token, lastSeq: lastSeq, identity: connect.identity, transport: self) { outcome in
+            if self.eventLoop.inEventLoop {
+                self.resumed(outcome)
+            } else {
+                self.eventLoop.execute { self.resumed(outcome) }
+            }
+        }
+    }
+
+    private func resumed(_ outcome: ResumeOutcome) {
+        switch outcome {
         case .resumed(let session, _):
             metrics.resumesSucceeded.increment()
             if context?.channel.isActive == true {
@@ -390,6 +389,9 @@ final class SignalConnection: ChannelInboundHandler, RemovableChannelHandler, Se
         case .gap:
             metrics.resumesFailed.increment()
             fail(ProtocolError(.badRequest, "resume failed: messages after `lastSeq` are no longer kept; join again"), close: .policy)
+        case .unavailable:
+            metrics.resumesFailed.increment()
+            fail(ProtocolError(.unavailable, "resume failed: the session store cannot be reached; try again"), close: .internalError)
         }
     }
 

@@ -74,24 +74,33 @@ struct UpgradeAuthorizer: Sendable {
         let resuming = query.get("resume") == "1" || query.get("resume") == "true"
         // A room's own limit applies, and never above the tenant's.
         let maxPeers = min(room.maxPeers, tenant.limits.maxPeersPerRoom)
-        if !resuming {
-            let present = await node.presence.peer(tenantID: tenant.id, room: room.name, peerId: claims.subject) != nil
-            if !present {
-                if await node.presence.peerCount(tenantID: tenant.id, room: room.name) >= maxPeers {
-                    throw reject(AuthFailure(.roomFull, "the room is full"))
-                }
-                if await node.presence.connectionCount(tenantID: tenant.id) >= tenant.limits.maxConnections {
-                    throw reject(AuthFailure(.tooManyConnections, "the tenant's connection limit is reached"))
-                }
-            }
-        }
         let identity = SessionIdentity(
             sessionId: "S" + ULID.make(at: node.clock.now()), tenantID: tenant.id, apiKey: verified.apiKey, room: room.name,
             peerId: claims.subject, permissions: claims.effectivePermissions, remoteAddress: remoteAddress, userAgent: userAgent)
         let (credentials, servers) = node.iceServers(tenantID: tenant.id, peerId: claims.subject, ttl: node.configuration.turnCredentialTTL)
+        let iceServers = (try? RawJSON(encoding: servers)) ?? RawJSON.emptyArray
+        let metadata = claims.metadata ?? .emptyObject
+        var session: Session?
+        if !resuming {
+            // The join itself, before the 101: the roster reserves the place in the room and
+            // the tenant's connection cluster-wide, so a refusal is a plain HTTP status.
+            let heartbeatSeconds = node.configuration.heartbeatSeconds
+            let request = JoinRequest(identity: identity, metadata: metadata, maxPeers: maxPeers, maxConnections: tenant.limits.maxConnections)
+            switch await node.hub.join(request, welcome: { session, peers in
+                .welcome(
+                    sessionId: session.id, peerId: session.peerId, room: session.room, peers: peers,
+                    iceServers: iceServers, resumeToken: session.resumeToken, heartbeatSeconds: heartbeatSeconds)
+            }) {
+            case .joined(let joined): session = joined
+            case .roomFull: throw reject(AuthFailure(.roomFull, "the room is full"))
+            case .tooManyConnections: throw reject(AuthFailure(.tooManyConnections, "the tenant's connection limit is reached"))
+            case .draining: throw AuthFailure(.draining, "this node is draining; connect to another")
+            case .unavailable: throw AuthFailure(.unavailable, "the room cannot be joined right now; try again")
+            }
+        }
         return ConnectContext(
-            identity: identity, metadata: claims.metadata ?? .emptyObject, maxPeers: maxPeers, limits: tenant.limits,
-            mode: resuming ? .awaitResume : .join, iceServers: (try? RawJSON(encoding: servers)) ?? RawJSON.emptyArray,
+            identity: identity, session: session, metadata: metadata, maxPeers: maxPeers, limits: tenant.limits,
+            mode: resuming ? .awaitResume : .join, iceServers: iceServers,
             iceServersExpire: credentials?.expiresAt, tokenExpires: claims.expiresAt)
     }
 }

@@ -88,9 +88,8 @@ public final class SwitchboardMetrics: Sendable {
     }
 
     func routed(_ outcome: RouteOutcome) {
-        guard case .routed(let local, let remote) = outcome else { return }
-        if local > 0 { routedLocal.increment(by: local) }
-        if remote > 0 { routedBus.increment(by: remote) }
+        guard case .routed(let recipients, let viaBus) = outcome, recipients > 0 else { return }
+        (viaBus ? routedBus : routedLocal).increment(by: recipients)
     }
 
     func authRejected(_ reason: AuthFailure.Reason) {

@@ -27,16 +27,44 @@ struct DrainService: Service {
     }
 }
 
-/// Keeps gauges current (sessions by tenant, rooms, audit buffer) and applies the control
-/// messages of the bus to this node's sessions.
+/// Applies the roster's events and the bus's control messages to this node's sessions,
+/// ends sessions whose resume window passed, and keeps gauges current (sessions by tenant,
+/// rooms, audit buffer).
 struct HubService: Service {
     let hub: Hub
     let bus: any MessageBus
     let directory: Directory
     let metrics: SwitchboardMetrics
     let audit: AuditBuffer
+    let logger: Logger
 
     func run() async throws {
+        let hub = self.hub
+        // The roster's events for this node's sessions; retried until the roster answers
+        // (Redis may come up after the node).
+        var rosterSubscription: (any BusSubscription)?
+        while rosterSubscription == nil, !Task.isCancelledOrShuttingDown {
+            do {
+                rosterSubscription = try await hub.roster.subscribe(node: hub.nodeID) { hub.handle($0) }
+            } catch {
+                logger.warning("cannot subscribe to the roster yet", metadata: ["error": "\(error)"])
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            }
+        }
+        defer { rosterSubscription?.cancel() }
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask {
+                // Resume windows and unfinished upgrades, four times a second.
+                while !Task.isCancelledOrShuttingDown {
+                    hub.sweep()
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
+                }
+            }
+            try await applyControlAndGauges()
+        }
+    }
+
+    private func applyControlAndGauges() async throws {
         let hub = self.hub
         let directory = self.directory
         let control = bus.subscribe(.control) { message in
