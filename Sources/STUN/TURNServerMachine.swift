@@ -91,6 +91,8 @@ public struct TURNServerMachine: Sendable {
         case allocated(AllocationID, tenant: String, client: TURNClient, relayed: TransportAddress)
         case released(AllocationID, tenant: String, reason: String)
         case rateLimited(IPAddress)
+        /// An Allocate refused with 486: the tenant holds its quota of allocations here.
+        case quotaReached(tenant: String)
     }
 
     public let configuration: Configuration
@@ -367,6 +369,7 @@ public struct TURNServerMachine: Sendable {
         }
         if let quota = configuration.allocationQuotaPerTenant, tenantCounts[auth.tenant, default: 0] >= quota {
             return answer(message, to: client, now: now, error: STUNErrorCode.allocationQuotaReached, auth: auth)
+                + [.report(.quotaReached(tenant: auth.tenant))]
         }
         var reservedAddress: TransportAddress?
         if let token {

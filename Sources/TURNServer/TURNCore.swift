@@ -304,6 +304,8 @@ final class TURNCore: @unchecked Sendable {
                 logger.debug("allocation ended", metadata: ["allocation": "\(id)", "tenant": "\(tenant)", "reason": "\(reason)"])
             case .peerRefused(let tenant, let reason):
                 logger.info("peer refused", metadata: ["tenant": "\(tenant)", "reason": "\(reason.rawValue)"])
+            case .quotaReached(let tenant):
+                logger.info("allocation refused: tenant quota reached", metadata: ["tenant": "\(tenant)"])
             case .authenticationFailed, .rateLimited:
                 break
             }

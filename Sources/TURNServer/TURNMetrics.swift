@@ -64,6 +64,8 @@ struct TURNMetrics {
             rateLimited.increment()
         case .allocated:
             allocationsTotal.increment()
+        case .quotaReached(let tenant):
+            Counter(label: "switchboard_turn_quota_rejections_total", dimensions: [("tenant", tenant)], factory: factory).increment()
         case .released:
             break
         }

@@ -255,8 +255,10 @@ extension [TURNServerMachine.Action] {
         var harness = MachineHarness { $0.allocationQuotaPerTenant = 2 }
         _ = try harness.allocate(from: MachineHarness.client(1))
         _ = try harness.allocate(from: MachineHarness.client(2))
-        let third = try harness.respond(harness.request(.allocate, username: MachineHarness.username(), MachineHarness.udp), from: MachineHarness.client(3))
-        #expect(third.errorCode?.code == 486)
+        let refused = harness.send(harness.request(.allocate, username: MachineHarness.username(), MachineHarness.udp), from: MachineHarness.client(3))
+        guard case .sendToClient(let bytes, _)? = refused.first else { throw HarnessError() }
+        #expect(try STUNMessage(decoding: bytes).errorCode?.code == 486)
+        #expect(refused.contains { if case .report(.quotaReached(tenant: "acme")) = $0 { true } else { false } })
         let otherTenant = harness.send(harness.request(.allocate, username: MachineHarness.username(tenant: "globex"), MachineHarness.udp), from: MachineHarness.client(4))
         guard case .openRelay? = otherTenant.first else {
             Issue.record("another tenant was refused")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import STUN
@@ -19,8 +20,10 @@ func testTURNConfiguration(relayPorts: ClosedRange<Int>) -> TURNServerConfigurat
 }
 
 /// Runs a TURN node on loopback free ports for the length of `body`.
+/// `metricsFactory`: where its `switchboard_turn_*` metrics go (default: the global factory).
 func withTURNNode<T: Sendable>(
     configure: (inout TURNServerConfiguration) -> Void = { _ in },
+    metricsFactory: (any MetricsFactory)? = nil,
     _ body: @Sendable (TURNNode, TURNListeningAddresses) async throws -> T
 ) async throws -> T {
     var configuration = testTURNConfiguration(relayPorts: 61000...61999)
@@ -30,7 +33,7 @@ func withTURNNode<T: Sendable>(
     configure(&configuration)
     var logger = Logger(label: "turn-test")
     logger.logLevel = .warning
-    let node = try TURNNode(configuration: configuration, logger: logger)
+    let node = try TURNNode(configuration: configuration, logger: logger, metricsFactory: metricsFactory)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             try await node.run()
