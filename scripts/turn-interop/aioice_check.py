@@ -2,7 +2,8 @@
 """Checks a `switchboard turn` node with aioice (PyPI), an independent STUN/TURN client.
 
 It starts the node itself (quota 1 per tenant, loopback peers allowed) on free loopback
-ports, then expects, each from a fresh client socket:
+ports, or checks one already running with those settings and the secret below (--server,
+as scripts/turn-interop/run-ci does), then expects, each from a fresh client socket:
 
   401  Allocate without credentials (with REALM and NONCE)
   438  Allocate with a nonce the node never issued (with a fresh NONCE)
@@ -13,6 +14,9 @@ ports, then expects, each from a fresh client socket:
 
 Usage: python3 -m venv venv && venv/bin/pip install aioice
        venv/bin/python scripts/turn-interop/aioice_check.py --switchboard .build/debug/switchboard
+       venv/bin/python scripts/turn-interop/aioice_check.py --server 127.0.0.1:3478
+         (a node started with --turn-secrets aioice-check-secret --turn-quota 1
+          --turn-allow-loopback --turn-public-ip 127.0.0.1)
 Exits 0 when every check passes.
 """
 import argparse
@@ -118,15 +122,22 @@ async def relay_round_trip(server):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--switchboard", required=True, help="path of the switchboard executable")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--switchboard", help="path of the switchboard executable: start a node")
+    target.add_argument("--server", help="HOST:PORT of a running node (quota 1, loopback allowed, this secret)")
     args = parser.parse_args()
-    port, admin = free_port(), free_port()
-    node = subprocess.Popen(
-        [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
-         "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-allow-loopback", "--turn-quota", "1",
-         "--turn-relay-ports", "61000-61999", "--log-format", "text"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = ("127.0.0.1", port)
+    node = None
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        server = (host, int(port))
+    else:
+        port, admin = free_port(), free_port()
+        node = subprocess.Popen(
+            [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
+             "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-allow-loopback", "--turn-quota", "1",
+             "--turn-relay-ports", "61000-61999", "--log-format", "text"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = ("127.0.0.1", port)
     failures = []
     checks = []
 
@@ -176,9 +187,10 @@ def main():
         echoed = asyncio.run(relay_round_trip(server))
         check("aioice relays a datagram both ways", echoed, b"ping through the relay")
     finally:
-        node.terminate()
-        node.wait(timeout=40)
-    print(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
+        if node:
+            node.terminate()
+            node.wait(timeout=40)
+    print(f"aioice: {len(checks) - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 
