@@ -58,7 +58,9 @@ public final class SignalingClient: Sendable {
 
     public let events: AsyncStream<ClientEvent>
     private let continuation: AsyncStream<ClientEvent>.Continuation
-    private let url: String
+    /// Where to connect: the first URL, then the next one at each reconnect (a client's
+    /// own failover list; behind a load balancer there is one).
+    private let urls: [String]
     /// Supplies a fresh access token when the server ends a connection for an expired one.
     private let tokenProvider: (@Sendable () async throws -> String)?
     private let configuration: Configuration
@@ -84,17 +86,29 @@ public final class SignalingClient: Sendable {
         var tokenExpired = false
         /// A fresh token from the provider, used from the next connection on.
         var freshToken: String?
+        /// Connections attempted so far (picks the URL).
+        var attempts = 0
     }
 
     /// - Parameter url: the signaling URL with its access token
     ///   (`ws://host/v1/signal?access_token=…`, as `POST /v1/tokens` returns it).
     /// - Parameter tokenProvider: called for a fresh access token when the server closes the
     ///   connection because the token expired; the session then resumes with it.
-    public init(
+    public convenience init(
         url: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "switchboard.client"),
         tokenProvider: (@Sendable () async throws -> String)? = nil
     ) {
-        self.url = url
+        self.init(urls: [url], configuration: configuration, logger: logger, tokenProvider: tokenProvider)
+    }
+
+    /// - Parameter urls: signaling URLs of several nodes (each with its access token): the
+    ///   first is used first, each reconnect (a resume) takes the next.
+    public init(
+        urls: [String], configuration: Configuration = .init(), logger: Logger = Logger(label: "switchboard.client"),
+        tokenProvider: (@Sendable () async throws -> String)? = nil
+    ) {
+        precondition(!urls.isEmpty, "at least one URL")
+        self.urls = urls
         self.tokenProvider = tokenProvider
         self.configuration = configuration
         self.logger = logger
@@ -174,6 +188,10 @@ public final class SignalingClient: Sendable {
     private func connectOnce(resuming: Bool) async throws -> WebSocketCloseFrame? {
         var configuration = WebSocketClientConfiguration()
         configuration.maxFrameSize = self.configuration.maxFrameSize
+        let url = state.withLock { state in
+            defer { state.attempts += 1 }
+            return urls[state.attempts % urls.count]
+        }
         var base = url
         if let token = state.withLock({ $0.freshToken }) {
             base = Self.replacingToken(in: url, with: token)

@@ -175,6 +175,20 @@ enum HTTPProbe {
         return (status, body)
     }
 
+    /// Any method, with an optional `Authorization` and JSON body.
+    static func request(_ method: String, port: Int, path: String, authorization: String?, body: String? = nil) async throws -> (status: Int, body: String) {
+        let socket = try WireSocket.tcp(port: port)
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        if let authorization { request += "Authorization: \(authorization)\r\n" }
+        if let body {
+            request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        } else {
+            request += "\r\n"
+        }
+        try socket.send(raw: Array(request.utf8))
+        return try parse(String(decoding: try socket.readToEnd(timeout: 5), as: UTF8.self))
+    }
+
     static func get(port: Int, path: String) async throws -> (status: Int, body: String) {
         let socket = try WireSocket.tcp(port: port)
         try socket.send(raw: Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
