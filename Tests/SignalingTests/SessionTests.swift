@@ -1,112 +1,265 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Signaling
 
 @Suite struct SessionTests {
-    static func makeSession(limits: ReplayBuffer.Limits = .init()) -> (Session, RecordingTransport) {
-        let session = Session(
-            identity: HubHarness.identity("bob", tenant: "acme", room: "lobby", apiKey: "AK1"), metadata: .emptyObject,
-            resumeToken: "token", joinedAt: Date(timeIntervalSince1970: 0), replayLimits: limits)
+    static func makeSession() -> Session {
+        Session(
+            identity: HubHarness.identity("bob"), metadata: .emptyObject, resumeSecret: "secret", joinedAt: Date(timeIntervalSince1970: 0))
+    }
+
+    static func welcome(_ session: Session, peers: [PeerSummary] = []) -> [UInt8] {
+        HubHarness.welcome(session, peers).encoded()
+    }
+
+    static func relay(_ seq: UInt64, from: String = "alice", kind: RelayKind = .signal) -> [UInt8] {
+        ServerMessage.encodeRelay(kind, from: from, data: .null, seq: seq)
+    }
+
+    /// A session with its welcome sent (seq 0) on a recording transport, the welcome taken.
+    static func activeSession() -> (Session, RecordingTransport) {
+        let session = makeSession()
         let transport = RecordingTransport()
-        let welcome = ServerMessage.welcome(
-            sessionId: session.id, peerId: "bob", room: "lobby", peers: [], iceServers: .emptyArray, resumeToken: "token", heartbeatSeconds: 20)
-        session.start(transport: transport, welcome: welcome.encoded())
-        // `start` runs under the hub's lock and leaves the drain to the joiner.
-        session.drain()
+        session.open(first: [(welcome(session), .welcome)], seq: 0, known: [])
+        #expect(session.attach(transport))
+        #expect(transport.types == [.welcome])
+        _ = transport.take()
         return (session, transport)
     }
 
-    @Test func startSendsTheWelcome() {
-        let (session, transport) = Self.makeSession()
-        #expect(transport.types == [.welcome])
+    // MARK: Opening
+
+    @Test func theWelcomeGoesFirstThenWhatWasHeldOnceATransportIsAttached() {
+        let session = Self.makeSession()
+        #expect(session.phase == .opening)
+        // Before the roster answered: held.
+        session.deliver(seq: 1, frame: Self.relay(1))
+        session.send(.pong(id: nil), type: .pong)
+        session.open(first: [(Self.welcome(session), .welcome)], seq: 0, known: [])
+        // Answered, no transport yet: still held.
+        session.deliver(seq: 2, frame: Self.relay(2, kind: .broadcast))
+        #expect(session.phase == .opening)
+        let transport = RecordingTransport()
+        #expect(session.attach(transport))
         #expect(session.phase == .active)
-        #expect(session.lastSeq == 0)
-        #expect(session.stats.framesOut == 1)
+        #expect(transport.types == [.welcome, .signal, .pong, .broadcast])
+        let frames = transport.take()
+        #expect(frames.first?.welcome?.sessionId == session.id)
+        #expect(frames.map(\.relay) == [nil, Relayed(.signal, "alice", "null", 1), nil, Relayed(.broadcast, "alice", "null", 2)])
+        #expect(session.lastSeq == 2)
+        // Attaching twice is refused.
+        #expect(!session.attach(RecordingTransport()))
     }
 
-    @Test func deliveriesAreNumberedAndCounted() {
-        let (session, transport) = Self.makeSession()
-        _ = transport.take()
-        #expect(session.deliver(.signal, from: "alice", data: .null))
-        #expect(session.deliver(.broadcast, from: "carol", data: .emptyObject))
+    @Test func aTransportAttachedBeforeTheWelcomeWaitsForIt() {
+        let session = Self.makeSession()
+        let transport = RecordingTransport()
+        #expect(session.attach(transport))
+        session.deliver(seq: 1, frame: Self.relay(1))
+        #expect(transport.events.isEmpty)
+        #expect(session.phase == .opening)
+        session.open(first: [(Self.welcome(session), .welcome)], seq: 0, known: [])
+        #expect(transport.types == [.welcome, .signal])
+        #expect(session.phase == .active)
+    }
+
+    @Test func heldRelaysTheFirstFramesAlreadyCoverAreDropped() {
+        let session = Self.makeSession()
+        for seq: UInt64 in 1...4 { session.deliver(seq: seq, frame: Self.relay(seq)) }
+        // A resume whose replay ends at seq 3: `resumed`, then 2 and 3 (1 was processed).
+        let resumed = ServerMessage.resumed(sessionId: session.id, replayed: 2, peers: []).encoded()
+        session.open(first: [(resumed, .resumed), (Self.relay(2), .signal), (Self.relay(3), .signal)], seq: 3, known: [])
+        let transport = RecordingTransport()
+        #expect(session.attach(transport))
+        #expect(transport.types == [.resumed, .signal, .signal, .signal])
+        #expect(transport.take().compactMap(\.relay).map(\.seq) == [2, 3, 4])
+        #expect(session.lastSeq == 4)
+        // A late copy of a replayed frame is not sent again.
+        session.deliver(seq: 3, frame: Self.relay(3))
+        session.deliver(seq: 5, frame: Self.relay(5))
+        #expect(transport.take().compactMap(\.relay).map(\.seq) == [5])
+    }
+
+    @Test func heldPresenceAlreadyReflectedInTheFirstFramesIsDropped() throws {
+        let session = Self.makeSession()
+        func joined(_ peer: String) -> ServerMessage { .peerJoined(PeerSummary(peerId: peer, metadata: .emptyObject)) }
+        func left(_ peer: String) -> ServerMessage { .peerLeft(peerId: peer, reason: .left) }
+        func updated(_ peer: String) -> ServerMessage { .peerUpdated(PeerSummary(peerId: peer, metadata: .emptyObject)) }
+        // The welcome will list alice (S-alice) only.
+        session.presence(joined("alice"), subject: "S-alice", change: .joined)  // already in the welcome
+        session.presence(joined("carol"), subject: "S-carol", change: .joined)  // not in it: news
+        session.presence(left("dave"), subject: "S-dave", change: .left)  // never seen: nothing to tell
+        session.presence(updated("erin"), subject: "S-erin", change: .updated)  // never seen either
+        session.presence(updated("carol"), subject: "S-carol", change: .updated)  // seen through the held join
+        session.presence(left("alice"), subject: "S-alice", change: .left)  // in the welcome: news
+        session.open(
+            first: [(Self.welcome(session, peers: [PeerSummary(peerId: "alice", metadata: .emptyObject)]), .welcome)], seq: 0,
+            known: ["S-alice"])
+        let transport = RecordingTransport()
+        #expect(session.attach(transport))
+        #expect(transport.types == [.welcome, .peerJoined, .peerUpdated, .peerLeft])
+        #expect(transport.take().dropFirst() == [
+            .peerJoined(PeerSummary(peerId: "carol", metadata: .emptyObject)),
+            .peerUpdated(PeerSummary(peerId: "carol", metadata: .emptyObject)),
+            .peerLeft(peerId: "alice", reason: "left"),
+        ])
+        // Once active, presence goes straight out.
+        session.presence(left("dave"), subject: "S-dave", change: .left)
+        #expect(transport.take() == [.peerLeft(peerId: "dave", reason: "left")])
+    }
+
+    // MARK: Active
+
+    @Test func deliveriesGoOutOnceInSeqOrderAndAreCounted() {
+        let (session, transport) = Self.activeSession()
+        #expect(session.deliver(seq: 1, frame: Self.relay(1)))
+        #expect(session.deliver(seq: 2, frame: Self.relay(2, from: "carol", kind: .broadcast)))
+        // Duplicates (a late copy) are dropped, not treated as a gap.
+        #expect(session.deliver(seq: 2, frame: Self.relay(2)))
+        #expect(session.deliver(seq: 1, frame: Self.relay(1)))
         #expect(transport.types == [.signal, .broadcast])
-        #expect(transport.take().map(\.relay) == [Relay(.signal, "alice", "null", 1), Relay(.broadcast, "carol", "{}", 2)])
+        #expect(transport.take().map(\.relay) == [Relayed(.signal, "alice", "null", 1), Relayed(.broadcast, "carol", "null", 2)])
         #expect(session.lastSeq == 2)
         let stats = session.stats
         #expect(stats.framesOut == 3)
-        #expect(stats.bytesOut > 0)
+        #expect(stats.bytesOut == Self.welcome(session).count + Self.relay(1).count + Self.relay(2, from: "carol", kind: .broadcast).count)
     }
 
-    @Test func whileDetachedRelaysAreNumberedAndKeptButControlFramesDropped() throws {
-        let (session, transport) = Self.makeSession()
-        _ = transport.take()
-        let generation = try #require(session.detach(from: transport))
+    @Test func aMissingSeqDropsTheSocketSoTheClientResumes() {
+        let (session, transport) = Self.activeSession()
+        #expect(session.deliver(seq: 1, frame: Self.relay(1)))
+        #expect(!session.deliver(seq: 3, frame: Self.relay(3)))
+        let frames = transport.take()
+        #expect(frames.compactMap(\.relay).map(\.seq) == [1])
+        #expect(frames.map(\.errorCode) == [nil, "unavailable"])
+        #expect(transport.closes == [RecordingTransport.Close(code: .internalError, reason: "resume")])
+        #expect(transport.closes.first?.code.rawValue == 1011)
         #expect(session.phase == .detached)
-        #expect(session.isDetached(generation: generation))
-        #expect(session.deliver(.signal, from: "alice", data: .null))
-        session.send(.peerLeft(peerId: "carol", reason: .left), type: .peerLeft)
-        #expect(transport.events.isEmpty)
         #expect(session.lastSeq == 1)
-        let fresh = RecordingTransport()
-        #expect(session.resume(transport: fresh, lastSeq: 0, peers: []) == .success(1))
-        #expect(fresh.take().map(\.relay) == [nil, Relay(.signal, "alice", "null", 1)])
-        #expect(!session.isDetached(generation: generation))
+        // Detached: nothing more goes to that socket, and it is not detached twice.
+        #expect(session.deliver(seq: 4, frame: Self.relay(4)))
+        session.send(.pong(id: nil), type: .pong)
+        #expect(transport.events.isEmpty)
+        #expect(!session.detach(from: transport))
+    }
+
+    @Test func whileDetachedEverythingIsDropped() {
+        let (session, transport) = Self.activeSession()
+        #expect(session.detach(from: transport))
+        #expect(session.phase == .detached)
+        #expect(session.deliver(seq: 1, frame: Self.relay(1)))
+        session.presence(.peerLeft(peerId: "carol", reason: .left), subject: "S-carol", change: .left)
+        session.send(.pong(id: nil), type: .pong)
+        #expect(transport.events.isEmpty)
+        #expect(transport.closes.isEmpty)
+        #expect(session.lastSeq == 0)
     }
 
     @Test func detachFromAnotherTransportIsIgnored() {
-        let (session, transport) = Self.makeSession()
-        #expect(session.detach(from: RecordingTransport()) == nil)
+        let (session, transport) = Self.activeSession()
+        #expect(!session.detach(from: RecordingTransport()))
         #expect(session.phase == .active)
-        #expect(session.detach(from: transport) != nil)
-        #expect(session.detach(from: transport) == nil)
+        #expect(session.detach(from: transport))
+        #expect(!session.detach(from: transport))
     }
 
     @Test func endSendsTheFinalFrameThenClosesOnce() {
-        let (session, transport) = Self.makeSession()
-        _ = transport.take()
+        let (session, transport) = Self.activeSession()
         #expect(session.end(finalFrame: .error(ProtocolError(.forbidden, "kicked")), close: (.policy, "kicked")))
+        #expect(session.phase == .ended)
         #expect(transport.take().map(\.errorCode) == ["forbidden"])
         #expect(transport.closes == [RecordingTransport.Close(code: .policy, reason: "kicked")])
         #expect(!session.end(finalFrame: nil, close: (.normal, "again")))
         #expect(transport.closes.count == 1)
-        #expect(!session.deliver(.signal, from: "alice", data: .null))
+        session.deliver(seq: 1, frame: Self.relay(1))
         session.send(.pong(id: nil), type: .pong)
         #expect(transport.events.isEmpty)
-        #expect(session.resume(transport: RecordingTransport(), lastSeq: 0, peers: []) == .failure(.ended))
+        #expect(!session.attach(RecordingTransport()))
     }
 
-    @Test func resumeBehindTheReplayBufferIsAGap() {
-        let (session, transport) = Self.makeSession(limits: .init(maxFrames: 1))
-        _ = session.detach(from: transport)
-        session.deliver(.signal, from: "a", data: .null)
-        session.deliver(.signal, from: "a", data: .null)
-        #expect(session.resume(transport: RecordingTransport(), lastSeq: 0, peers: []) == .failure(.gap))
-        #expect(session.phase == .detached)
+    @Test func anOpeningSessionThatEndsNeverSendsWhatItHeld() {
+        let session = Self.makeSession()
+        session.deliver(seq: 1, frame: Self.relay(1))
+        session.open(first: [(Self.welcome(session), .welcome)], seq: 0, known: [])
+        #expect(session.end(finalFrame: nil, close: nil))
+        let transport = RecordingTransport()
+        #expect(!session.attach(transport))
+        #expect(transport.events.isEmpty)
+    }
+
+    @Test func handOverTellsAHalfOpenTransportItWasReplaced() {
+        let (session, transport) = Self.activeSession()
+        session.handOver()
+        #expect(session.phase == .ended)
+        #expect(transport.take().map(\.errorCode) == ["replaced"])
+        #expect(transport.closes.map(\.code) == [.replaced])
+        // Once only; and a detached session hands over silently.
+        session.handOver()
+        #expect(transport.closes.count == 1)
+        let (detached, old) = Self.activeSession()
+        #expect(detached.detach(from: old))
+        detached.handOver()
+        #expect(detached.phase == .ended)
+        #expect(old.events.isEmpty)
+        #expect(old.closes.isEmpty)
     }
 
     @Test func receivedFramesAreCounted() {
-        let (session, _) = Self.makeSession()
+        let (session, _) = Self.activeSession()
         session.received(bytes: 10)
         session.received(bytes: 5)
         #expect(session.stats.framesIn == 2)
         #expect(session.stats.bytesIn == 15)
     }
+
+    // MARK: Resume tokens
+
+    @Test func theResumeTokenIsTheSessionIdAndTheSecret() throws {
+        let session = Self.makeSession()
+        #expect(session.resumeToken == session.id + ".secret")
+        let parsed = try #require(Session.parseResumeToken(session.resumeToken))
+        #expect(parsed.sessionId == session.id)
+        #expect(parsed.secret == "secret")
+        // The secret is everything after the first dot.
+        #expect(Session.parseResumeToken("S1.a.b")?.secret == "a.b")
+        for bad in ["", "no-dot", ".secret", "S1."] {
+            #expect(Session.parseResumeToken(bad) == nil, "\(bad)")
+        }
+    }
 }
 
 /// A transport that calls back into its session while being written to, as a socket whose
-/// flush triggers a read does: the session must not deadlock and must keep the order.
-final class ReentrantTransport: SessionTransport, @unchecked Sendable {
-    weak var session: Session?
-    private(set) var frames: [[UInt8]] = []
-    private var echoes = 0
+/// flush triggers a read does: for each of the first three relays it gets, it counts a
+/// received frame, sends a pong and has the next relay delivered. The session must not
+/// deadlock and must keep the order.
+final class ReentrantTransport: SessionTransport {
+    private struct State {
+        var frames: [[UInt8]] = []
+        var echoes = 0
+    }
+
+    let session: Session
+    private let state = Mutex(State())
+
+    init(session: Session) {
+        self.session = session
+    }
+
+    var frames: [[UInt8]] { state.withLock { $0.frames } }
 
     func send(_ frame: [UInt8], type: OutboundFrameType) {
-        frames.append(frame)
-        guard echoes < 3, let session else { return }
-        echoes += 1
+        let next = state.withLock { state -> UInt64? in
+            state.frames.append(frame)
+            guard type == .signal, state.echoes < 3 else { return nil }
+            state.echoes += 1
+            return UInt64(state.echoes + 1)
+        }
+        guard let next else { return }
         session.received(bytes: frame.count)
-        session.deliver(.signal, from: "echo", data: .null)
+        session.send(.pong(id: nil), type: .pong)
+        session.deliver(seq: next, frame: SessionTests.relay(next, from: "echo"))
     }
 
     func close(_ code: CloseCode, reason: String) {}
@@ -114,19 +267,46 @@ final class ReentrantTransport: SessionTransport, @unchecked Sendable {
 
 @Suite struct SessionReentrancyTests {
     @Test func aTransportMayCallBackIntoItsSessionWhileSending() throws {
-        let session = Session(
-            identity: HubHarness.identity("bob", tenant: "acme", room: "lobby", apiKey: "AK1"), metadata: .emptyObject,
-            resumeToken: "token", joinedAt: Date(timeIntervalSince1970: 0), replayLimits: .init())
-        let transport = ReentrantTransport()
-        transport.session = session
-        session.start(transport: transport, welcome: Array(#"{"type":"welcome"}"#.utf8))
-        session.drain()
-        session.deliver(.signal, from: "alice", data: .null)
-        let seqs = try transport.frames.dropFirst().map { frame -> UInt64 in
-            guard case .relay(_, _, _, let seq) = try ServerEvent.decode(frame) else { throw ServerEvent.DecodingFailure(message: "not a relay") }
-            return seq
-        }
-        #expect(seqs == Array(1...UInt64(seqs.count)))
-        #expect(seqs.count == 4)
+        let session = SessionTests.makeSession()
+        let transport = ReentrantTransport(session: session)
+        session.open(first: [(SessionTests.welcome(session), .welcome)], seq: 0, known: [])
+        #expect(session.attach(transport))
+        session.deliver(seq: 1, frame: SessionTests.relay(1))
+        let events = try transport.frames.map { try ServerEvent.decode($0) }
+        #expect(events.first?.welcome != nil)
+        #expect(events.dropFirst().map(\.relay) == [
+            Relayed(.signal, "alice", "null", 1), nil, Relayed(.signal, "echo", "null", 2), nil, Relayed(.signal, "echo", "null", 3), nil,
+            Relayed(.signal, "echo", "null", 4),
+        ])
+        #expect(session.phase == .active)
+        #expect(session.lastSeq == 4)
+        #expect(session.stats.framesIn == 3)
+    }
+}
+
+/// Behaviours the session gets wrong today (see each test's disabled reason).
+@Suite struct SessionKnownBugTests {
+    @Test(.disabled("bug: relays held before open() are not checked for duplicates: a relay delivered twice while opening is sent twice"))
+    func aRelayDeliveredTwiceWhileOpeningIsSentOnce() {
+        let session = SessionTests.makeSession()
+        session.deliver(seq: 1, frame: SessionTests.relay(1))
+        session.deliver(seq: 1, frame: SessionTests.relay(1))
+        session.open(first: [(SessionTests.welcome(session), .welcome)], seq: 0, known: [])
+        let transport = RecordingTransport()
+        #expect(session.attach(transport))
+        #expect(transport.take().compactMap(\.relay).map(\.seq) == [1])
+    }
+
+    @Test(.disabled("bug: deliver(seq:frame:) checks for a missing seq only when active: a relay lost while opening leaves a hole in seq that is never detected"))
+    func aMissingSeqWhileOpeningIsNotSentOver() {
+        let session = SessionTests.makeSession()
+        session.open(first: [(SessionTests.welcome(session), .welcome)], seq: 0, known: [])
+        // Seq 1 never arrives.
+        session.deliver(seq: 2, frame: SessionTests.relay(2))
+        let transport = RecordingTransport()
+        _ = session.attach(transport)
+        session.deliver(seq: 3, frame: SessionTests.relay(3))
+        let seqs = transport.take().compactMap(\.relay).map(\.seq)
+        #expect(seqs.isEmpty || seqs == Array(1...UInt64(seqs.count)), "sent \(seqs)")
     }
 }
