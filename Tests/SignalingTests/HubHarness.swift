@@ -59,6 +59,12 @@ final class HookedRoster: Roster {
         var afterJoin: [String: Hook] = [:]
         var beforeResume: [String: Hook] = [:]
         var afterResume: [String: Hook] = [:]
+        var failing: [Operation: RosterError.Code] = [:]
+        var distributed = false
+    }
+
+    enum Operation: Hashable {
+        case join, leave, update, resume, relay
     }
 
     let inner: InMemoryRoster
@@ -66,6 +72,20 @@ final class HookedRoster: Roster {
 
     init(_ inner: InMemoryRoster) {
         self.inner = inner
+    }
+
+    /// From now on `operation` fails with `code` without being applied (nil: works again).
+    func fail(_ operation: Operation, with code: RosterError.Code?) {
+        hooks.withLock { $0.failing[operation] = code }
+    }
+
+    /// Claims to cross the network, as a cluster's roster does.
+    func claimDistributed() {
+        hooks.withLock { $0.distributed = true }
+    }
+
+    private func failure(_ operation: Operation) -> RosterError? {
+        hooks.withLock { $0.failing[operation] }.map { RosterError($0, "failing on purpose") }
     }
 
     /// Runs `before`/`after` around the next join of `peerId`.
@@ -91,9 +111,10 @@ final class HookedRoster: Roster {
         }
     }
 
-    var isDistributed: Bool { inner.isDistributed }
+    var isDistributed: Bool { hooks.withLock { $0.distributed } || inner.isDistributed }
 
     func join(_ request: RosterJoin, completion: @escaping @Sendable (Result<RosterJoinOutcome, RosterError>) -> Void) {
+        if let error = failure(.join) { return completion(.failure(error)) }
         take(\.beforeJoin, request.peer.peerId)?()
         let outcome = inner.joinNow(request)
         take(\.afterJoin, request.peer.peerId)?()
@@ -101,14 +122,17 @@ final class HookedRoster: Roster {
     }
 
     func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        if let error = failure(.leave) { return completion(.failure(error)) }
         inner.leave(session, reason: reason, completion: completion)
     }
 
     func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        if let error = failure(.update) { return completion(.failure(error)) }
         inner.update(session, metadata: metadata, completion: completion)
     }
 
     func resume(_ request: RosterResume, completion: @escaping @Sendable (Result<RosterResumeOutcome, RosterError>) -> Void) {
+        if let error = failure(.resume) { return completion(.failure(error)) }
         take(\.beforeResume, request.session.peerId)?()
         let outcome = inner.resumeNow(request)
         take(\.afterResume, request.session.peerId)?()
@@ -116,6 +140,7 @@ final class HookedRoster: Roster {
     }
 
     func relay(_ relay: Relay, completion: @escaping @Sendable (Result<RelayReceipt, RosterError>) -> Void) {
+        if let error = failure(.relay) { return completion(.failure(error)) }
         inner.relay(relay, completion: completion)
     }
 

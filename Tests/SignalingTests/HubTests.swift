@@ -871,6 +871,146 @@ import Testing
         #expect(detached.session.phase == .detached)
     }
 
+    @Test func drainingTellsAnOpeningSessionAfterItsWelcome() async throws {
+        let harness = try await HubHarness()
+        let bob = try await harness.reserve("bob")
+        harness.hub.beginDrain(maxRetryAfterMs: 0)
+        let transport = RecordingTransport()
+        #expect(harness.hub.attach(bob, transport: transport))
+        #expect(transport.types == [.welcome, .reconnect])
+        #expect(transport.events.last == .reconnect(reason: "draining", retryAfterMs: 0))
+    }
+
+    // MARK: Roster failures
+
+    @Test func aJoinTheRosterCannotTakeIsUnavailableAndLeavesNoTrace() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice")
+        _ = alice.transport.take()
+        harness.roster.fail(.join, with: .unavailable)
+        guard case .unavailable = await harness.attempt("bob") else {
+            Issue.record("the join was not refused as unavailable")
+            return
+        }
+        #expect(harness.hub.sessionCount == 1)
+        #expect(harness.hub.connectionCounts() == ["acme": 1])
+        #expect(harness.auditEvents.filter { $0.peer == "bob" }.isEmpty)
+        #expect(alice.transport.take().isEmpty)
+        harness.roster.fail(.join, with: nil)
+        #expect(await harness.attempt("bob").isJoined)
+    }
+
+    @Test func aRelayTheRosterCannotTakeIsUnavailable() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice")
+        let bob = try await harness.join("bob")
+        _ = bob.transport.take()
+        for code in [RosterError.Code.unavailable, .timedOut] {
+            harness.roster.fail(.relay, with: code)
+            #expect(await harness.signal(from: alice, to: "bob") == .unavailable)
+            #expect(await harness.broadcast(from: alice) == .unavailable)
+            #expect(await harness.hub.sendFromServer(tenantID: "acme", room: "lobby", to: nil, data: .null) == .unavailable)
+        }
+        #expect(bob.transport.take().isEmpty)
+        harness.roster.fail(.relay, with: nil)
+        #expect(await harness.signal(from: alice, to: "bob") == .routed(recipients: 1, viaBus: false))
+        #expect(bob.transport.take().compactMap(\.relay).map(\.seq) == [1])
+    }
+
+    @Test func aResumeTheRosterCannotTakeLeavesTheSessionAsItWas() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice")
+        let bob = try await harness.join("bob")
+        let carol = try await harness.join("carol")
+        harness.hub.detach(bob.session, transport: bob.transport)
+        _ = carol.transport.take()
+        harness.roster.fail(.resume, with: .unavailable)
+        let (detachedOutcome, detachedTransport) = await harness.resume(bob, lastSeq: 0)
+        #expect(detachedOutcome.isUnavailable)
+        #expect(detachedTransport.events.isEmpty)
+        #expect(harness.hub.session(id: bob.session.id) === bob.session)
+        #expect(bob.session.phase == .detached)
+        let (liveOutcome, liveTransport) = await harness.resume(carol, lastSeq: 0)
+        #expect(liveOutcome.isUnavailable)
+        #expect(liveTransport.events.isEmpty)
+        #expect(harness.hub.session(id: carol.session.id) === carol.session)
+        #expect(carol.session.phase == .active)
+        #expect(carol.transport.closes.isEmpty)
+        #expect(harness.hub.sessionCount == 3)
+        harness.roster.fail(.resume, with: nil)
+        #expect(await harness.signal(from: alice, to: "carol") == .routed(recipients: 1, viaBus: false))
+        #expect(carol.transport.take().compactMap(\.relay).map(\.seq) == [1])
+        #expect(await harness.resume(bob, lastSeq: 0).0.replayed == 0)
+    }
+
+    @Test func anUpdateTheRosterCannotTakeIsReported() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice")
+        let bob = try await harness.join("bob")
+        _ = bob.transport.take()
+        harness.roster.fail(.update, with: .unavailable)
+        let failed = Mutex(0)
+        harness.hub.update(alice.session, metadata: try Self.data(#"{"muted":true}"#)) { failed.withLock { $0 += 1 } }
+        #expect(failed.withLock { $0 } == 1)
+        #expect(bob.transport.take().isEmpty)
+        #expect(try await harness.inner.peers(tenantID: "acme", room: "lobby").first { $0.peerId == "alice" }?.metadata == .emptyObject)
+    }
+
+    @Test func relaysThroughADistributedRosterCountAsViaTheBus() async throws {
+        let harness = try await HubHarness()
+        harness.roster.claimDistributed()
+        let alice = try await harness.join("alice")
+        _ = try await harness.join("bob")
+        #expect(await harness.signal(from: alice, to: "bob") == .routed(recipients: 1, viaBus: true))
+        #expect(await harness.broadcast(from: alice) == .routed(recipients: 1, viaBus: true))
+    }
+
+    // MARK: Several nodes
+
+    @Test func roomAndTenantLimitsCountPeersOnEveryNode() async throws {
+        let nodeA = try await HubHarness()
+        let nodeB = try await nodeA.sibling("node-b")
+        #expect(await nodeA.attempt("alice", maxPeers: 2).isJoined)
+        #expect(await nodeB.attempt("bob", maxPeers: 2).isJoined)
+        #expect(await nodeA.attempt("carol", maxPeers: 2).isRoomFull)
+        #expect(await nodeB.attempt("carol", maxPeers: 2).isRoomFull)
+        #expect(await nodeB.attempt("alice", maxPeers: 2).isJoined)
+        #expect(nodeA.hub.sessionCount == 0)
+        #expect(await nodeA.attempt("dave", room: "kitchen", maxConnections: 2).isTooManyConnections)
+        #expect(nodeB.hub.connectionCounts() == ["acme": 2])
+    }
+
+    @Test func eventsAboutSessionsThisNodeDoesNotHostAreIgnored() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice")
+        _ = alice.transport.take()
+        harness.hub.handle(RosterEvent.replaced(sessionId: "S-ghost"))
+        harness.hub.handle(RosterEvent.moved(sessionId: "S-ghost"))
+        harness.hub.handle(RosterEvent.deliver(sessionId: "S-ghost", seq: 1, frame: SessionTests.relay(1)))
+        harness.hub.handle(RosterEvent.peerLeft(tenantID: "acme", room: "kitchen", peerId: "x", sessionId: "S-x", reason: .left))
+        #expect(alice.transport.take().isEmpty)
+        #expect(alice.session.phase == .active)
+        #expect(harness.hub.sessionCount == 1)
+    }
+
+    @Test func kicksAndDisconnectsAlsoEndSessionsWithoutASocket() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice")
+        let bob = try await harness.join("bob")
+        let carol = try await harness.reserve("carol")
+        harness.hub.detach(bob.session, transport: bob.transport)
+        _ = alice.transport.take()
+        harness.hub.handle(BusMessage.kick(tenantID: "acme", room: "lobby", peerId: "bob"))
+        harness.hub.handle(BusMessage.kick(tenantID: "acme", room: "lobby", peerId: "carol"))
+        #expect(bob.session.phase == .ended)
+        #expect(carol.phase == .ended)
+        #expect(bob.transport.closes.isEmpty)
+        #expect(alice.transport.take() == [.peerLeft(peerId: "bob", reason: "kicked"), .peerLeft(peerId: "carol", reason: "kicked")])
+        #expect(!harness.hub.attach(carol, transport: RecordingTransport()))
+        #expect(await harness.resume(bob, lastSeq: 0).0.isUnknownSession)
+        #expect(harness.hub.sessionCount == 1)
+    }
+
     // MARK: Audit
 
     @Test func sessionLifecycleIsAudited() async throws {
