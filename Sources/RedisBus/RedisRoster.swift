@@ -107,6 +107,11 @@ public final class RedisRoster: Roster {
     }
 
     public func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        leave(session, reason: reason, onNode: "") { result in completion(result.map { _ in () }) }
+    }
+
+    /// `leave`, only if the session is still on `node` ("" for any); answers whether it left.
+    func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String, completion: @escaping @Sendable (Result<Bool, RosterError>) -> Void) {
         let keys = room(session.tenantID, session.room)
         run(
             RosterScripts.leave,
@@ -114,8 +119,8 @@ public final class RedisRoster: Roster {
                 .map { RedisArgument($0) },
             args: [
                 channelPrefix, channelSuffix, RedisArgument(session.tenantID), RedisArgument(session.room), RedisArgument(session.peerId),
-                RedisArgument(session.sessionId), RedisArgument(reason.rawValue),
-            ], completion: completion) { _ throws(RosterError) in () }
+                RedisArgument(session.sessionId), RedisArgument(reason.rawValue), RedisArgument(node),
+            ], completion: completion) { reply throws(RosterError) in reply.int == 1 }
     }
 
     public func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
@@ -137,6 +142,7 @@ public final class RedisRoster: Roster {
             args: [
                 channelPrefix, channelSuffix, RedisArgument(session.peerId), RedisArgument(session.sessionId),
                 RedisArgument(request.resumeSecret), RedisArgument(request.lastSeq), RedisArgument(request.node), ttlMilliseconds,
+                RedisArgument(session.tenantID), RedisArgument(session.room),
             ], completion: completion) { reply throws(RosterError) in try Self.resumeOutcome(reply, session: session) }
     }
 
@@ -219,6 +225,77 @@ public final class RedisRoster: Roster {
     /// The events of one roster channel payload (what ``subscribe(node:_:)`` hands out).
     public static func decodeEvents(_ payload: [UInt8]) -> [RosterEvent] {
         RosterWire.decodeEvents(payload)
+    }
+
+    // MARK: Node liveness (issue #13 item 5)
+
+    /// `<prefix>:node:<id>`: present while the node is alive (it re-sets it every beat).
+    func liveKey(_ node: String) -> String { "\(configuration.prefix):node:\(node)" }
+    /// `<prefix>:nodes`: every node that beat, scored by its last beat (ms since 1970).
+    var nodesKey: String { "\(configuration.prefix):nodes" }
+    /// The sessions a node hosts (kept by the scripts).
+    func sessionsKey(_ node: String) -> String { "\(configuration.prefix):{node:\(node)}:sessions" }
+
+    /// Says this node is alive for `ttl`.
+    public func beat(node: String, ttl: Duration, now: Date = Date()) async throws(RosterError) {
+        let milliseconds = ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000
+        let replies = client.sendBatch([
+            ["SET", RedisArgument(liveKey(node)), "1", "PX", RedisArgument(milliseconds)],
+            ["ZADD", RedisArgument(nodesKey), RedisArgument(Int64(now.timeIntervalSince1970 * 1000)), RedisArgument(node)],
+        ])
+        do {
+            for reply in replies { _ = try await reply.get() }
+        } catch {
+            throw Self.rosterError(error)
+        }
+    }
+
+    /// Says this node is gone (a clean stop): the others need not wait for its key to expire.
+    public func depart(node: String) async throws(RosterError) {
+        _ = try await command(["DEL", RedisArgument(liveKey(node))])
+    }
+
+    /// A dead node: its key expired (or it departed) but it is still listed.
+    public struct DeadNode: Sendable, Equatable {
+        public var id: String
+        public var lastBeat: Date
+    }
+
+    /// Nodes listed in `<prefix>:nodes` whose liveness key is gone, but `except`.
+    public func deadNodes(except node: String) async throws(RosterError) -> [DeadNode] {
+        let listed = try await command(["ZRANGE", RedisArgument(nodesKey), "0", "-1", "WITHSCORES"]).array ?? []
+        var dead: [DeadNode] = []
+        var index = 0
+        while index + 1 < listed.count {
+            defer { index += 2 }
+            guard let id = listed[index].string, id != node, let score = listed[index + 1].string.flatMap(Double.init) else { continue }
+            let alive = try await command(["EXISTS", RedisArgument(liveKey(id))]).int ?? 0
+            if alive == 0 { dead.append(DeadNode(id: id, lastBeat: Date(timeIntervalSince1970: score / 1000))) }
+        }
+        return dead
+    }
+
+    /// Ends every session a dead node still hosts — those that did not resume elsewhere —
+    /// with `node-failure` (the rooms hear it), then forgets the node. Only one reaper wins
+    /// a node (`SET NX`); returns how many sessions it ended, or nil when another reaper has it.
+    public func reap(_ dead: String, by reaper: String) async throws(RosterError) -> Int? {
+        let lock = try await command(["SET", RedisArgument("\(configuration.prefix):reap:\(dead)"), RedisArgument(reaper), "NX", "PX", "60000"])
+        guard lock.string == "OK" else { return nil }
+        let members = try await command(["SMEMBERS", RedisArgument(sessionsKey(dead))]).array ?? []
+        var ended = 0
+        for member in members {
+            guard let bytes = member.bytes else { continue }
+            var reader = RosterWire.Reader(bytes)
+            guard let tenant = reader.string(), let room = reader.string(), let peer = reader.string(), let session = reader.string() else { continue }
+            let address = SessionAddress(tenantID: tenant, room: room, peerId: peer, sessionId: session)
+            let left = await withCheckedContinuation { continuation in
+                leave(address, reason: .nodeFailure, onNode: dead) { continuation.resume(returning: $0) }
+            }
+            if case .success(true) = left { ended += 1 }
+        }
+        _ = try await command(["DEL", RedisArgument(sessionsKey(dead))])
+        _ = try await command(["ZREM", RedisArgument(nodesKey), RedisArgument(dead)])
+        return ended
     }
 
     // MARK: Plumbing

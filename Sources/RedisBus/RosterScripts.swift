@@ -21,6 +21,9 @@ enum RosterScripts {
           return session, node, rest
         end
         local function channel(node) return ARGV[1] .. node .. ARGV[2] end
+        -- The sessions a node hosts (for the reaper when it dies): `<prefix>:{node:<id>}:sessions`.
+        local function nodeSet(node) return ARGV[1] .. node .. '}:sessions' end
+        local function member(tenant, room, peer, session) return lp(tenant) .. lp(room) .. lp(peer) .. lp(session) end
         local function publishToRoom(nodes, payload)
           for _, node in ipairs(redis.call('HKEYS', nodes)) do redis.call('PUBLISH', channel(node), payload) end
         end
@@ -46,6 +49,7 @@ enum RosterScripts {
           dropNode(nodes, oldNode)
           redis.call('DEL', ARGV[3] .. ':s:' .. oldSession, ARGV[3] .. ':log:' .. oldSession)
           redis.call('PUBLISH', channel(oldNode), 'R' .. lp(oldSession))
+          redis.call('SREM', nodeSet(oldNode), member(tenant, room, peer, oldSession))
           events = 'L' .. lp(tenant) .. lp(room) .. lp(peer) .. lp(oldSession) .. lp('left')
         else
           if redis.call('HLEN', peers) >= tonumber(ARGV[10]) then return {'room_full'} end
@@ -55,6 +59,7 @@ enum RosterScripts {
         local others = redis.call('HGETALL', peers)
         redis.call('HSET', peers, peer, record)
         redis.call('HINCRBY', nodes, node, 1)
+        redis.call('SADD', nodeSet(node), member(tenant, room, peer, session))
         redis.call('DEL', log)
         redis.call('HSET', state, 'seq', 0, 'bytes', 0, 'secret', redis.sha1hex(ARGV[12]))
         redis.call('PEXPIRE', state, ARGV[13])
@@ -63,17 +68,20 @@ enum RosterScripts {
         """)
 
     /// KEYS: peers, nodes, tenant connections, state, log.
-    /// ARGV: channel prefix, channel suffix, tenant, room, peer id, session id, reason.
+    /// ARGV: channel prefix, channel suffix, tenant, room, peer id, session id, reason, the
+    /// node it must be on ('' for any: the reaper's leave misses a session resumed elsewhere).
     /// Returns 1 when the session left, 0 when it was not the room's session for the peer.
     static let leave = RedisScript(prelude + """
         local peers, nodes, conns, state, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
         local tenant, room, peer, session = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-        redis.call('DEL', state, log)
         local current = redis.call('HGET', peers, peer)
         if not current then return 0 end
         local currentSession, node = sessionAndNode(current)
         if currentSession ~= session then return 0 end
+        if ARGV[8] ~= '' and node ~= ARGV[8] then return 0 end
+        redis.call('DEL', state, log)
         redis.call('HDEL', peers, peer)
+        redis.call('SREM', nodeSet(node), member(tenant, room, peer, session))
         dropNode(nodes, node)
         if redis.call('DECR', conns) <= 0 then redis.call('DEL', conns) end
         publishToRoom(nodes, 'L' .. lp(tenant) .. lp(room) .. lp(peer) .. lp(session) .. lp(ARGV[7]))
@@ -96,7 +104,7 @@ enum RosterScripts {
         """)
 
     /// KEYS: peers, nodes, state, log. ARGV: channel prefix, channel suffix, peer id, session
-    /// id, resume secret, last seq, node, state TTL (ms).
+    /// id, resume secret, last seq, node, state TTL (ms), tenant, room.
     /// Returns `{'ok', seq, frames, peers (flat)}`, `{'unknown'}` or `{'gap'}`.
     static let resume = RedisScript(prelude + """
         local peers, nodes, state, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -119,6 +127,8 @@ enum RosterScripts {
           redis.call('HINCRBY', nodes, node, 1)
           redis.call('HSET', peers, peer, lp(session) .. lp(node) .. string.sub(current, at))
           redis.call('PUBLISH', channel(oldNode), 'M' .. lp(session))
+          redis.call('SREM', nodeSet(oldNode), member(ARGV[9], ARGV[10], peer, session))
+          redis.call('SADD', nodeSet(node), member(ARGV[9], ARGV[10], peer, session))
         end
         redis.call('PEXPIRE', state, ARGV[8])
         redis.call('PEXPIRE', log, ARGV[8])

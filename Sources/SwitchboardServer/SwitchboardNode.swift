@@ -83,12 +83,19 @@ public final class SwitchboardNode: Sendable {
         let bus: any MessageBus
         let roster: any Roster
         var redisServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var clusterBeating: StartupGate?
         if let url = configuration.redisURL {
             let redis = try RedisConfiguration(url: url)
             let client = RedisClient(configuration: redis, metricsFactory: factory, logger: logger)
             bus = RedisBus(client: client, configuration: .init(nodeID: configuration.nodeID), metricsFactory: factory, logger: logger)
-            roster = RedisRoster(client: client, configuration: .init(replayLimits: configuration.replayLimits), logger: logger)
+            let redisRoster = RedisRoster(client: client, configuration: .init(replayLimits: configuration.replayLimits), logger: logger)
+            roster = redisRoster
             redisServices.append(.init(service: client))
+            // Stops after the drain (services stop in reverse order): the node departs last.
+            let beating = StartupGate()
+            clusterBeating = beating
+            redisServices.append(.init(service: NodeLivenessService(
+                roster: redisRoster, nodeID: configuration.nodeID, resumeWindow: configuration.resumeWindow, beating: beating, logger: logger)))
         } else {
             bus = InProcessBus()
             roster = InMemoryRoster(configuration: .init(replayLimits: configuration.replayLimits))
@@ -105,7 +112,7 @@ public final class SwitchboardNode: Sendable {
         let node = Node(
             configuration: configuration, store: store, directory: directory, tokens: AccessTokens(directory: directory, clock: clock),
             hub: hub, bus: bus, audit: audit, metrics: metrics, clock: clock, logger: logger, adminToken: adminToken,
-            turn: turnEndpoints, storeReady: storeReady)
+            turn: turnEndpoints, storeReady: storeReady, clusterBeating: clusterBeating)
         self.node = node
 
         let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
@@ -131,7 +138,8 @@ public final class SwitchboardNode: Sendable {
             .init(service: WebhookDispatcher(
                 store: store, directory: directory, settings: configuration.webhooks, metrics: metrics, doorbell: webhookDoorbell,
                 clock: clock, logger: logger, storeReady: storeReady)),
-            .init(service: HubService(hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit, logger: logger)),
+            .init(service: HubService(
+                hub: hub, bus: bus, directory: directory, metrics: metrics, audit: audit, logger: logger, subscribed: node.rosterReady)),
             .init(service: RetentionService(
                 store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger, storeReady: storeReady)),
             .init(service: adminApp),

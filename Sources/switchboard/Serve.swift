@@ -136,9 +136,11 @@ struct Serve: AsyncParsableCommand {
         let webSocket = "ws://\(shown):\(ports.public)/v1/signal"
         let admin = "http://\(shown):\(ports.admin)"
         let generatedToken = configuration.adminToken == nil ? node.adminToken : nil
+        // Never the URL itself: it may carry a password.
+        let bus = configuration.redisURL == nil ? "in-process" : "Redis"
         guard format == "text" else {
             var metadata: Logger.Metadata = [
-                "node": "\(configuration.nodeID)", "store": "\(mode)", "bus": "in-process",
+                "node": "\(configuration.nodeID)", "store": "\(mode)", "bus": "\(bus)",
                 "rest": "\(rest)", "webSocket": "\(webSocket)", "admin": "\(admin)",
             ]
             if let generatedToken { metadata["generatedAdminToken"] = "\(generatedToken)" }
@@ -147,7 +149,7 @@ struct Serve: AsyncParsableCommand {
             return
         }
         var lines = [
-            "Switchboard node \(configuration.nodeID) — in-process bus, \(mode)",
+            "Switchboard node \(configuration.nodeID) — \(bus) bus, \(mode)",
             "  REST API:   \(rest)   (OpenAPI: /v1/openapi.yaml)",
             "  WebSocket:  \(webSocket)?access_token=…",
             "  Admin:      \(admin)/metrics  /healthz  /readyz",

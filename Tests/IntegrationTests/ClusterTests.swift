@@ -122,6 +122,30 @@ struct ClusterTests {
         }
     }
 
+    @Test func aDeadNodesPeersAreReportedLeftWithNodeFailureOnceByOneSurvivor() async throws {
+        try await Cluster.with(nodes: 3, environment: ["SWITCHBOARD_RESUME_WINDOW": "1"]) { cluster in
+            let tenant = try await cluster.createTenant()
+            let alice = try await cluster.join(tenant, peer: "alice", nodes: [0])
+            let bob = try await cluster.join(tenant, peer: "bob", nodes: [1])
+            let carol = try await cluster.join(tenant, peer: "carol", nodes: [2])
+            _ = try await bob.next { if case .peerJoined(let peer) = $0 { peer.peerId == "carol" } else { false } }
+            let killed = ContinuousClock.now
+            try await cluster.kill9(0)
+            // Noticed within 15 s (10 s expiry + a 2 s scan), reported by exactly one survivor.
+            _ = try await bob.next(timeout: .seconds(15)) { $0 == .peerLeft(peerId: "alice", reason: "node-failure") }
+            #expect(ContinuousClock.now - killed < .seconds(15))
+            _ = try await carol.next(timeout: .seconds(5)) { $0 == .peerLeft(peerId: "alice", reason: "node-failure") }
+            try await bob.assertAlive()
+            try await carol.assertAlive()
+            #expect(bob.events.filter { if case .peerLeft = $0 { true } else { false } }.count == 1)
+            let peers = try await cluster.tenantRequest("GET", on: 1, "/v1/rooms/room-1/peers", tenant: tenant)
+            #expect(!peers.body.contains("alice") && peers.body.contains("carol"), "\(peers.body)")
+            _ = alice
+            await bob.stop()
+            await carol.stop()
+        }
+    }
+
     @Test func aDrainUnderLoadLosesAndDoublesNothing() async throws {
         try await Cluster.with(nodes: 3) { cluster in
             let tenant = try await cluster.createTenant(limits: Self.unlimited)

@@ -49,6 +49,7 @@ struct AdminRoutes {
             }
         }
         checks["bus"] = await node.bus.isAvailable() ? "ok" : "unavailable"
+        checks["roster"] = node.rosterReady.isOpen && node.clusterBeating?.isOpen != false ? "ok" : "starting"
         return checks
     }
 

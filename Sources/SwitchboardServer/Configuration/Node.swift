@@ -21,6 +21,11 @@ struct Node: Sendable {
     /// Opens once the store is prepared (PostgreSQL: migrated, master key checked); nil
     /// when there is nothing to wait for.
     var storeReady: StartupGate? = nil
+    /// Opens once the hub hears the roster's events for this node.
+    var rosterReady = StartupGate()
+    /// Cluster mode: opens after the node's first heartbeat in Redis (a node that never beat
+    /// could die unnoticed, so it takes no sessions before).
+    var clusterBeating: StartupGate? = nil
 
     var nodeID: String { configuration.nodeID }
 

@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import RedisBus
 import ServiceLifecycle
 import Signaling
 
@@ -37,6 +39,8 @@ struct HubService: Service {
     let metrics: SwitchboardMetrics
     let audit: AuditBuffer
     let logger: Logger
+    /// Opened once the roster's events arrive.
+    let subscribed: StartupGate
 
     func run() async throws {
         let hub = self.hub
@@ -52,6 +56,7 @@ struct HubService: Service {
             }
         }
         defer { rosterSubscription?.cancel() }
+        if rosterSubscription != nil { subscribed.open() }
         try await withThrowingDiscardingTaskGroup { tasks in
             tasks.addTask {
                 // Resume windows and unfinished upgrades, four times a second.
@@ -130,5 +135,53 @@ struct RetentionService: Service {
 extension Task where Success == Never, Failure == Never {
     static var isCancelledOrShuttingDown: Bool {
         Task.isCancelled || Task.isShuttingDownGracefully
+    }
+}
+
+/// Cluster mode: beats into Redis every 2 s (10 s expiry) and watches for nodes that
+/// stopped beating. A dead node is noticed within 12 s; once the resume window has passed
+/// since its last beat, one surviving node (whoever wins the reap lock) ends its sessions
+/// that did not resume elsewhere with `node-failure` (SPEC §8). On shutdown, after the
+/// drain, the node departs at once.
+struct NodeLivenessService: Service {
+    let roster: RedisRoster
+    let nodeID: String
+    let resumeWindow: TimeInterval
+    var interval: Duration = .seconds(2)
+    var ttl: Duration = .seconds(10)
+    /// Opened after the first beat: until then the node is not ready for sessions.
+    let beating: StartupGate
+    let logger: Logger
+
+    func run() async throws {
+        var noticed: Set<String> = []
+        // The first beat as soon as Redis answers.
+        while !beating.isOpen, !Task.isCancelledOrShuttingDown {
+            do {
+                try await roster.beat(node: nodeID, ttl: ttl)
+                beating.open()
+            } catch {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(200)) }
+            }
+        }
+        while !Task.isCancelledOrShuttingDown {
+            do {
+                try await roster.beat(node: nodeID, ttl: ttl)
+                for dead in try await roster.deadNodes(except: nodeID) {
+                    if noticed.insert(dead.id).inserted {
+                        logger.warning("a node stopped beating", metadata: ["node": "\(dead.id)", "lastBeat": "\(dead.lastBeat)"])
+                    }
+                    guard Date().timeIntervalSince(dead.lastBeat) >= resumeWindow else { continue }
+                    if let ended = try await roster.reap(dead.id, by: nodeID) {
+                        noticed.remove(dead.id)
+                        logger.notice("reaped a dead node", metadata: ["node": "\(dead.id)", "sessions": "\(ended)"])
+                    }
+                }
+            } catch {
+                logger.warning("node liveness check failed", metadata: ["error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+        try? await roster.depart(node: nodeID)
     }
 }
