@@ -28,22 +28,112 @@ final class BusInbox: Sendable {
 }
 
 /// Stands between the roster and a hub: can lose the next `deliver` of a session, as a lost
-/// subscription message would.
+/// subscription message would, and can hold the delivering thread (``gate``).
 final class EventTap: Sendable {
     private let losing = Mutex<[String: Int]>([:])
+    let gate = EventGate()
 
     /// The next `count` deliveries to `sessionId` never reach the hub.
     func lose(next count: Int = 1, deliveriesTo sessionId: String) {
         losing.withLock { $0[sessionId, default: 0] += count }
     }
 
-    /// Whether `event` passes.
+    /// Whether `event` passes (after the gate let it through).
     func pass(_ event: RosterEvent) -> Bool {
+        gate.pass(event)
         guard case .deliver(let sessionId, _, _) = event else { return true }
         return losing.withLock { losing in
             guard let count = losing[sessionId], count > 0 else { return true }
             losing[sessionId] = count > 1 ? count - 1 : nil
             return false
+        }
+    }
+}
+
+/// Holds the thread delivering roster events to a hub, at the first event an armed
+/// predicate matches, until ``release()`` — as a slow subscriber or a delayed network hop
+/// would. Only ever armed for events delivered on a ``SideThread``.
+final class EventGate: Sendable {
+    private struct State {
+        var predicate: (@Sendable (RosterEvent) -> Bool)?
+        var reached = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    func arm(_ predicate: @escaping @Sendable (RosterEvent) -> Bool) {
+        state.withLock { $0.predicate = predicate }
+    }
+
+    /// On the delivering thread: blocks there if `event` is the armed one.
+    func pass(_ event: RosterEvent) {
+        let matched = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard let predicate = state.predicate, predicate(event) else { return (false, nil) }
+            state.predicate = nil
+            state.reached = true
+            defer { state.waiter = nil }
+            return (true, state.waiter)
+        }
+        guard matched.0 else { return }
+        matched.1?.resume()
+        semaphore.wait()
+    }
+
+    /// Returns once a thread is held.
+    func reached() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.reached { return true }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func release() { semaphore.signal() }
+}
+
+/// Runs a body that may block on a thread of its own; ``finished()`` waits for it.
+final class SideThread: Sendable {
+    private struct State {
+        var done = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    private init() {}
+
+    static func start(_ body: @escaping @Sendable () -> Void) -> SideThread {
+        let side = SideThread()
+        let thread = Thread {
+            body()
+            side.finish()
+        }
+        thread.start()
+        return side
+    }
+
+    private func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.done = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func finished() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
 }
