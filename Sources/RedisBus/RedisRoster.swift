@@ -227,6 +227,30 @@ public final class RedisRoster: Roster {
         RosterWire.decodeEvents(payload)
     }
 
+    public func restore(_ sessions: [RosterRestore]) async throws(RosterError) -> [String: RosterRestoreOutcome] {
+        var outcomes: [String: RosterRestoreOutcome] = [:]
+        for session in sessions {
+            let peer = session.peer
+            let keys = room(peer.tenantID, peer.room)
+            let reply = try await withCheckedContinuation { (continuation: CheckedContinuation<Result<RosterRestoreOutcome, RosterError>, Never>) in
+                run(
+                    RosterScripts.restore,
+                    keys: [keys.peers, keys.nodes, connections(peer.tenantID), keys.state(peer.sessionId)].map { RedisArgument($0) },
+                    args: [
+                        channelPrefix, channelSuffix, RedisArgument(peer.tenantID), RedisArgument(peer.room), RedisArgument(peer.peerId),
+                        RedisArgument(peer.sessionId), RedisArgument(peer.node), RedisArgument(bytes: RosterWire.record(peer)),
+                        RedisArgument(session.resumeSecret), RedisArgument(session.seq), ttlMilliseconds,
+                    ], completion: { continuation.resume(returning: $0) }
+                ) { reply throws(RosterError) in
+                    guard let outcome = reply.string.flatMap(RosterRestoreOutcome.init(rawValue:)) else { throw Self.unexpected(reply) }
+                    return outcome
+                }
+            }.get()
+            outcomes[peer.sessionId] = reply
+        }
+        return outcomes
+    }
+
     // MARK: Node liveness (issue #13 item 5)
 
     /// `<prefix>:node:<id>`: present while the node is alive (it re-sets it every beat).

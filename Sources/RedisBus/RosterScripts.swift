@@ -135,6 +135,30 @@ enum RosterScripts {
         return {'ok', seq, frames, redis.call('HGETALL', peers)}
         """)
 
+    /// KEYS: peers, nodes, tenant connections, state. ARGV: channel prefix, channel suffix,
+    /// tenant, room, peer id, session id, node, record, resume secret, seq, state TTL (ms).
+    /// Returns 'restored', 'kept', 'replaced' or 'moved' (see ``RosterRestoreOutcome``).
+    static let restore = RedisScript(prelude + """
+        local peers, nodes, conns, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+        local tenant, room, peer, session, node = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+        local current = redis.call('HGET', peers, peer)
+        if current then
+          local currentSession, currentNode = sessionAndNode(current)
+          if currentSession ~= session then return 'replaced' end
+          if currentNode ~= node then return 'moved' end
+          return 'kept'
+        end
+        redis.call('HSET', peers, peer, ARGV[8])
+        redis.call('HINCRBY', nodes, node, 1)
+        redis.call('INCR', conns)
+        redis.call('SADD', nodeSet(node), member(tenant, room, peer, session))
+        if redis.call('EXISTS', state) == 0 then
+          redis.call('HSET', state, 'seq', ARGV[10], 'bytes', 0, 'secret', redis.sha1hex(ARGV[9]))
+          redis.call('PEXPIRE', state, ARGV[11])
+        end
+        return 'restored'
+        """)
+
     /// KEYS: peers. ARGV: channel prefix, channel suffix, room key prefix, receiving peer id
     /// ('' for a broadcast), peer id a broadcast skips ('' for none), kind byte, frame prefix, frame suffix, most
     /// frames kept, most bytes kept, state TTL (ms).

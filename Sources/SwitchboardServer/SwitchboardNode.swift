@@ -84,6 +84,7 @@ public final class SwitchboardNode: Sendable {
         let roster: any Roster
         var redisServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var clusterBeating: StartupGate?
+        var clusterRoster: RedisRoster?
         if let url = configuration.redisURL {
             let redis = try RedisConfiguration(url: url)
             let client = RedisClient(configuration: redis, metricsFactory: factory, logger: logger)
@@ -91,11 +92,7 @@ public final class SwitchboardNode: Sendable {
             let redisRoster = RedisRoster(client: client, configuration: .init(replayLimits: configuration.replayLimits), logger: logger)
             roster = redisRoster
             redisServices.append(.init(service: client))
-            // Stops after the drain (services stop in reverse order): the node departs last.
-            let beating = StartupGate()
-            clusterBeating = beating
-            redisServices.append(.init(service: NodeLivenessService(
-                roster: redisRoster, nodeID: configuration.nodeID, resumeWindow: configuration.resumeWindow, beating: beating, logger: logger)))
+            clusterRoster = redisRoster
         } else {
             bus = InProcessBus()
             roster = InMemoryRoster(configuration: .init(replayLimits: configuration.replayLimits))
@@ -105,6 +102,14 @@ public final class SwitchboardNode: Sendable {
             configuration: .init(nodeID: configuration.nodeID, resumeWindow: configuration.resumeWindow),
             roster: roster, audit: audit, clock: clock, logger: logger)
         self.hub = hub
+        if let clusterRoster {
+            // Stops after the drain (services stop in reverse order): the node departs last.
+            let beating = StartupGate()
+            clusterBeating = beating
+            redisServices.append(.init(service: NodeLivenessService(
+                roster: clusterRoster, hub: hub, nodeID: configuration.nodeID, resumeWindow: configuration.resumeWindow, beating: beating,
+                logger: logger)))
+        }
         let directory = Directory(store: store, secrets: secrets)
         let turnEndpoints = TURNEndpoints(staticURLs: configuration.turnURLs, configuredSecrets: configuration.turnSecrets)
         let embeddedTURN = try Self.embeddedTURN(

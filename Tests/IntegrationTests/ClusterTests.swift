@@ -146,6 +146,70 @@ struct ClusterTests {
         }
     }
 
+    @Test func aRedisRestartedEmptyIsSurvivedAndPresenceRebuilt() async throws {
+        guard Cluster.isConfigured else { return }
+        try await withPrivateRedis { redis in
+            try await Cluster.with(nodes: 2, redisURL: redis.url) { cluster in
+                let tenant = try await cluster.createTenant()
+                let alice = try await cluster.join(tenant, peer: "alice", nodes: [0])
+                let bob = try await cluster.join(tenant, peer: "bob", nodes: [1])
+                try await bob.client.signal(to: "alice", data: RawJSON(validating: "1"), id: "1")
+                #expect(try await alice.nextMessage().seq == 1)
+
+                try await redis.down()
+                // Senders hear `unavailable`, never silence; readiness goes false.
+                try await bob.client.signal(to: "alice", data: RawJSON(validating: "2"), id: "2")
+                #expect(try await bob.nextError().code == "unavailable")
+                #expect(try await NodeProcess.waitForHTTP(port: try cluster.node(0).admin, path: "/readyz", status: 503, timeout: .seconds(10)))
+                #expect(try await HTTPProbe.get(port: try cluster.node(0).admin, path: "/healthz").status == 200)
+
+                // Back, empty (no persistence): within 10 s the nodes re-register their
+                // sessions and cross-node signaling works again, `seq` going on from 1.
+                try await redis.up()
+                let back = ContinuousClock.now
+                #expect(try await NodeProcess.waitForHTTP(port: try cluster.node(1).admin, path: "/readyz", timeout: .seconds(10)))
+                var delivered = false
+                while !delivered, ContinuousClock.now - back < .seconds(10) {
+                    try await bob.client.signal(to: "alice", data: RawJSON(validating: "3"), id: "3")
+                    let answer = try await bob.next { if case .ack = $0 { true } else if case .error = $0 { true } else { false } }
+                    if case .ack = answer { delivered = true } else { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                #expect(delivered)
+                let message = try await alice.nextMessage()
+                #expect(message.data == "3" && message.seq == 2)
+                var peers = ""
+                while !(peers.contains("alice") && peers.contains("bob")), ContinuousClock.now - back < .seconds(10) {
+                    peers = try await cluster.tenantRequest("GET", on: 0, "/v1/rooms/room-1/peers", tenant: tenant).body
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(peers.contains("alice") && peers.contains("bob"), "\(peers)")
+                await alice.stop()
+                await bob.stop()
+            }
+        }
+    }
+
+    @Test func signalingGoesOnAcrossNodesWhilePostgreSQLIsDown() async throws {
+        guard Cluster.isConfigured, PostgresServer.canStart else { return }
+        try await PostgresServer.with { postgres in
+            try await PostgresServer.migrate(postgres.url)
+            try await Cluster.with(nodes: 2, databaseURL: postgres.url) { cluster in
+                let tenant = try await cluster.createTenant()
+                let alice = try await cluster.join(tenant, peer: "alice", nodes: [0])
+                let bob = try await cluster.join(tenant, peer: "bob", nodes: [1])
+                try await postgres.down()
+                #expect(try await NodeProcess.waitForHTTP(port: try cluster.node(0).admin, path: "/readyz", status: 503, timeout: .seconds(15)))
+                try await bob.client.signal(to: "alice", data: RawJSON(validating: "1"), id: "1")
+                _ = try await bob.next { if case .ack = $0 { true } else { false } }
+                #expect(try await alice.nextMessage().seq == 1)
+                try await postgres.up()
+                #expect(try await NodeProcess.waitForHTTP(port: try cluster.node(0).admin, path: "/readyz", timeout: .seconds(20)))
+                await alice.stop()
+                await bob.stop()
+            }
+        }
+    }
+
     @Test func aDrainUnderLoadLosesAndDoublesNothing() async throws {
         try await Cluster.with(nodes: 3) { cluster in
             let tenant = try await cluster.createTenant(limits: Self.unlimited)

@@ -43,9 +43,43 @@ public protocol Roster: Sendable {
     func subscribe(node: String, _ handler: @escaping @Sendable (RosterEvent) -> Void) async throws(RosterError) -> any BusSubscription
     /// Whether every relay crosses the network (a cluster), for the routing metrics.
     var isDistributed: Bool { get }
+    /// Puts back sessions a node still hosts after the roster lost them (a Redis restarted
+    /// without persistence): presence, the node's share, the tenant's count and the `seq`
+    /// to continue from. Sessions the roster still knows are left alone. Publishes nothing.
+    func restore(_ sessions: [RosterRestore]) async throws(RosterError) -> [String: RosterRestoreOutcome]
+}
+
+/// A live session as its node knows it, for ``Roster/restore(_:)``.
+public struct RosterRestore: Sendable {
+    public var peer: PeerRecord
+    public var resumeSecret: String
+    /// The last `seq` the node handed to the session.
+    public var seq: UInt64
+
+    public init(peer: PeerRecord, resumeSecret: String, seq: UInt64) {
+        self.peer = peer
+        self.resumeSecret = resumeSecret
+        self.seq = seq
+    }
+}
+
+public enum RosterRestoreOutcome: String, Sendable, Equatable {
+    /// It was gone and is back.
+    case restored
+    /// The roster still had it, on this node.
+    case kept
+    /// The peer id now belongs to another session: this one ends (`replaced`).
+    case replaced
+    /// It resumed on another node meanwhile: this node's copy goes.
+    case moved
 }
 
 extension Roster {
+    /// A roster that never loses its state keeps every session.
+    public func restore(_ sessions: [RosterRestore]) async throws(RosterError) -> [String: RosterRestoreOutcome] {
+        Dictionary(sessions.map { ($0.peer.sessionId, .kept) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// ``join(_:completion:)``, awaited.
     public func join(_ request: RosterJoin) async throws(RosterError) -> RosterJoinOutcome {
         try await withCheckedContinuation { continuation in join(request) { continuation.resume(returning: $0) } }.get()

@@ -395,6 +395,32 @@ public final class Hub: Sendable {
         }
     }
 
+    // MARK: After the roster lost its state
+
+    /// Puts this node's live sessions back into the roster (after a Redis restart without
+    /// persistence) and drops those it says were replaced or moved meanwhile. Returns how
+    /// many were restored.
+    @discardableResult
+    public func restoreAll() async throws(RosterError) -> Int {
+        let live = sessions { $0.phase != .ended }
+        let records = live.map { session in
+            RosterRestore(
+                peer: PeerRecord(
+                    tenantID: session.tenantID, room: session.room, peerId: session.peerId, metadata: session.metadata,
+                    sessionId: session.id, node: nodeID, joinedAt: session.joinedAt),
+                resumeSecret: session.resumeSecret, seq: session.lastSeq)
+        }
+        let outcomes = try await roster.restore(records)
+        for (sessionId, outcome) in outcomes {
+            switch outcome {
+            case .replaced: handle(.replaced(sessionId: sessionId))
+            case .moved: handle(.moved(sessionId: sessionId))
+            case .restored, .kept: break
+            }
+        }
+        return outcomes.values.filter { $0 == .restored }.count
+    }
+
     // MARK: Operator and tenant actions (arrive over the bus's control topic)
 
     /// Applies a control message to this node's sessions.

@@ -145,6 +145,7 @@ extension Task where Success == Never, Failure == Never {
 /// drain, the node departs at once.
 struct NodeLivenessService: Service {
     let roster: RedisRoster
+    let hub: Hub
     let nodeID: String
     let resumeWindow: TimeInterval
     var interval: Duration = .seconds(2)
@@ -164,8 +165,17 @@ struct NodeLivenessService: Service {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(200)) }
             }
         }
+        var connects = roster.client.statistics.connects
         while !Task.isCancelledOrShuttingDown {
             do {
+                // Reconnected since the last round: Redis may have restarted empty. Put this
+                // node's sessions back (a no-op for those it kept).
+                let now = roster.client.statistics.connects
+                if now != connects {
+                    let restored = try await hub.restoreAll()
+                    connects = now
+                    if restored > 0 { logger.notice("restored sessions after a Redis reconnect", metadata: ["sessions": "\(restored)"]) }
+                }
                 try await roster.beat(node: nodeID, ttl: ttl)
                 for dead in try await roster.deadNodes(except: nodeID) {
                     if noticed.insert(dead.id).inserted {

@@ -41,9 +41,17 @@ final class Cluster: Sendable {
 
     /// Runs `body` against `count` nodes on a fresh, migrated database; stops them after.
     static func with(
-        nodes count: Int = 3, redisURL: String? = nil, environment: [String: String] = [:], _ body: @Sendable (Cluster) async throws -> Void
+        nodes count: Int = 3, redisURL: String? = nil, databaseURL: String? = nil, environment: [String: String] = [:],
+        _ body: @Sendable (Cluster) async throws -> Void
     ) async throws {
         guard let redis = redisURL ?? Self.redisURL else { return }
+        if let databaseURL {
+            let cluster = Cluster(redisURL: redis, databaseURL: databaseURL, environment: environment, count: count)
+            defer { cluster.stopAll() }
+            for index in 0..<count { try await cluster.start(index) }
+            try await body(cluster)
+            return
+        }
         try await PostgresTestDatabase.with(migrated: true) { _, url in
             let cluster = Cluster(redisURL: redis, databaseURL: url, environment: environment, count: count)
             defer { cluster.stopAll() }

@@ -1,0 +1,1 @@
+../../RedisBusTests/PrivateRedis.swift
