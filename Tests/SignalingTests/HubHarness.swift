@@ -245,6 +245,10 @@ final class HookedRoster: Roster {
     func subscribe(node: String, _ handler: @escaping @Sendable (RosterEvent) -> Void) async throws(RosterError) -> any BusSubscription {
         try await inner.subscribe(node: node, handler)
     }
+
+    func restore(_ sessions: [RosterRestore]) async throws(RosterError) -> [String: RosterRestoreOutcome] {
+        try await inner.restore(sessions)
+    }
 }
 
 /// A session in a test, with the transport that records what it was sent.
