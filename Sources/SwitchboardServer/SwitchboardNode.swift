@@ -112,6 +112,10 @@ public final class SwitchboardNode: Sendable {
         }
         let directory = Directory(store: store, secrets: secrets)
         let turnEndpoints = TURNEndpoints(staticURLs: configuration.turnURLs, configuredSecrets: configuration.turnSecrets)
+        if let clusterRoster {
+            redisServices.append(.init(service: TURNRegistryWatcher(
+                registry: RedisTURNRegistry(client: clusterRoster.client), endpoints: turnEndpoints, logger: logger)))
+        }
         let embeddedTURN = try Self.embeddedTURN(
             configuration: configuration, endpoints: turnEndpoints, bus: bus, metricsFactory: factory, logger: logger)
         let node = Node(

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import RedisBus
 import Signaling
 import SwitchboardClient
 import Testing
@@ -206,6 +208,51 @@ struct ClusterTests {
                 #expect(try await NodeProcess.waitForHTTP(port: try cluster.node(0).admin, path: "/readyz", timeout: .seconds(20)))
                 await alice.stop()
                 await bob.stop()
+            }
+        }
+    }
+
+    @Test func turnNodesOfTheRegistryAreHandedOutLeastLoadedFirst() async throws {
+        guard let redisURL = Cluster.redisURL else { return }
+        try await Cluster.with(nodes: 1, environment: ["SWITCHBOARD_TURN_SECRETS": "registry-secret"]) { cluster in
+            var logger = Logger(label: "test.turn-registry")
+            logger.logLevel = .warning
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await client.run() }
+                defer { group.cancelAll() }
+                let registry = RedisTURNRegistry(client: client)
+                let tag = cluster.name
+                func record(_ name: String, _ allocations: Int, draining: Bool = false) -> TURNNodeRecord {
+                    TURNNodeRecord(nodeID: "\(tag)-\(name)", urls: ["turn:\(tag)-\(name).example:3478?transport=udp"], allocations: allocations, draining: draining)
+                }
+                _ = await client.waitUntilAvailable(timeout: .seconds(5))
+                try await registry.register(record("busy", 5), ttl: .seconds(30))
+                try await registry.register(record("idle", 1), ttl: .seconds(30))
+                try await registry.register(record("draining", 0, draining: true), ttl: .seconds(30))
+                let tenant = try await cluster.createTenant()
+                func urls() async throws -> String {
+                    try await cluster.tenantRequest("POST", on: 0, "/v1/turn/credentials", tenant: tenant, body: "{}").body
+                }
+                var body = ""
+                let deadline = ContinuousClock.now + .seconds(5)
+                while !body.contains("\(tag)-busy"), ContinuousClock.now < deadline {
+                    body = try await urls()
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let idle = try #require(body.range(of: "\(tag)-idle.example"), "\(body)")
+                let busy = try #require(body.range(of: "\(tag)-busy.example"), "\(body)")
+                #expect(idle.lowerBound < busy.lowerBound, "least loaded first: \(body)")
+                #expect(!body.contains("\(tag)-draining"), "\(body)")
+                // A node that leaves the registry is no longer handed out.
+                try await registry.deregister(nodeID: "\(tag)-idle")
+                let gone = ContinuousClock.now + .seconds(5)
+                while try await urls().contains("\(tag)-idle"), ContinuousClock.now < gone {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(try await !urls().contains("\(tag)-idle"))
+                try await registry.deregister(nodeID: "\(tag)-busy")
+                try await registry.deregister(nodeID: "\(tag)-draining")
             }
         }
     }
