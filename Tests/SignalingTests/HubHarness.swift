@@ -151,6 +151,9 @@ final class HookedRoster: Roster {
         var afterResume: [String: Hook] = [:]
         var failing: [Operation: RosterError.Code] = [:]
         var distributed = false
+        /// What ``restore(_:)`` answers per session id instead of the inner roster (unlisted: `kept`).
+        var restoreAnswers: [String: RosterRestoreOutcome]?
+        var restoreRequests: [[RosterRestore]] = []
     }
 
     enum Operation: Hashable {
@@ -173,6 +176,14 @@ final class HookedRoster: Roster {
     func claimDistributed() {
         hooks.withLock { $0.distributed = true }
     }
+
+    /// From now on ``restore(_:)`` answers with `answers` (unlisted sessions: `kept`).
+    func answerRestore(_ answers: [String: RosterRestoreOutcome]) {
+        hooks.withLock { $0.restoreAnswers = answers }
+    }
+
+    /// Every ``restore(_:)`` call so far.
+    var restoreRequests: [[RosterRestore]] { hooks.withLock { $0.restoreRequests } }
 
     private func failure(_ operation: Operation) -> RosterError? {
         hooks.withLock { $0.failing[operation] }.map { RosterError($0, "failing on purpose") }
@@ -247,7 +258,12 @@ final class HookedRoster: Roster {
     }
 
     func restore(_ sessions: [RosterRestore]) async throws(RosterError) -> [String: RosterRestoreOutcome] {
-        try await inner.restore(sessions)
+        let answers = hooks.withLock { hooks in
+            hooks.restoreRequests.append(sessions)
+            return hooks.restoreAnswers
+        }
+        guard let answers else { return try await inner.restore(sessions) }
+        return Dictionary(sessions.map { ($0.peer.sessionId, answers[$0.peer.sessionId] ?? .kept) }, uniquingKeysWith: { first, _ in first })
     }
 }
 

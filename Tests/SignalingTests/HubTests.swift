@@ -1011,6 +1011,42 @@ import Testing
         #expect(harness.hub.sessionCount == 1)
     }
 
+    // MARK: After the roster lost its state
+
+    @Test func restoreAllHandsTheLiveSessionsBackAndDropsThoseTakenMeanwhile() async throws {
+        let harness = try await HubHarness()
+        let alice = try await harness.join("alice", metadata: try Self.data(#"{"a":1}"#))
+        let bob = try await harness.join("bob")
+        let carol = try await harness.join("carol")
+        let dave = try await harness.join("dave")
+        _ = await harness.signal(from: bob, to: "alice")
+        _ = await harness.signal(from: bob, to: "alice")
+        harness.hub.detach(bob.session, transport: bob.transport)
+        harness.hub.end(dave.session, reason: .left, close: (.normal, "left"))
+        for member in [alice, bob, carol] { _ = member.transport.take() }
+        harness.roster.answerRestore([alice.session.id: .restored, bob.session.id: .moved, carol.session.id: .replaced])
+
+        #expect(try await harness.hub.restoreAll() == 1)
+
+        let requests = try #require(harness.roster.restoreRequests.first)
+        let byPeer = Dictionary(uniqueKeysWithValues: requests.map { ($0.peer.peerId, $0) })
+        #expect(Set(byPeer.keys) == ["alice", "bob", "carol"])
+        #expect(byPeer["alice"]?.seq == 2)
+        #expect(byPeer["alice"]?.peer.node == "node-a")
+        #expect(byPeer["alice"]?.peer.sessionId == alice.session.id)
+        #expect(byPeer["alice"]?.peer.metadata == (try Self.data(#"{"a":1}"#)))
+        #expect(byPeer["alice"]?.resumeSecret == Session.parseResumeToken(alice.session.resumeToken)?.secret)
+        // Restored: untouched. Moved elsewhere: gone quietly. Replaced: told and closed.
+        #expect(alice.session.phase == .active)
+        #expect(alice.transport.take().isEmpty)
+        #expect(bob.session.phase == .ended)
+        #expect(harness.hub.session(id: bob.session.id) == nil)
+        #expect(carol.session.phase == .ended)
+        #expect(carol.transport.take().map(\.errorCode) == ["replaced"])
+        #expect(carol.transport.closes.map(\.code) == [.replaced])
+        #expect(harness.hub.sessionCount == 1)
+    }
+
     // MARK: Audit
 
     @Test func sessionLifecycleIsAudited() async throws {
