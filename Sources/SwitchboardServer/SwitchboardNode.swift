@@ -195,6 +195,7 @@ public final class SwitchboardNode: Sendable {
     static func publicApplication(node: Node, onBound: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
         let configuration = node.configuration
         let router = Router(context: APIContext.self)
+        router.middlewares.add(CloseAfterResponseMiddleware())
         router.middlewares.add(ErrorBodyMiddleware())
         let v1 = router.group("v1")
         v1.get("openapi.yaml") { _, _ -> Response in

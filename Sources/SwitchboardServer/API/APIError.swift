@@ -145,3 +145,16 @@ enum APIRoutes {
         return nil
     }
 }
+
+/// Ends the connection after each REST response (`Connection: close`). A node takes a
+/// WebSocket upgrade only as a connection's first request, and load balancers keep pools of
+/// connections to their upstreams (ingress-nginx does by default): an upgrade sent down a
+/// pooled connection that already carried a REST call would get 426. Closing after REST
+/// calls keeps such connections out of the pool; the REST API is not a hot path.
+struct CloseAfterResponseMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.connection] = "close"
+        return response
+    }
+}
