@@ -106,12 +106,12 @@ public final class RedisRoster: Roster {
         }
     }
 
-    public func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
-        leave(session, reason: reason, onNode: "") { result in completion(result.map { _ in () }) }
+    public func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String?, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        leaveIfOn(session, reason: reason, node: node ?? "") { result in completion(result.map { _ in () }) }
     }
 
     /// `leave`, only if the session is still on `node` ("" for any); answers whether it left.
-    func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String, completion: @escaping @Sendable (Result<Bool, RosterError>) -> Void) {
+    func leaveIfOn(_ session: SessionAddress, reason: LeaveReason, node: String, completion: @escaping @Sendable (Result<Bool, RosterError>) -> Void) {
         let keys = room(session.tenantID, session.room)
         run(
             RosterScripts.leave,
@@ -313,7 +313,7 @@ public final class RedisRoster: Roster {
             guard let tenant = reader.string(), let room = reader.string(), let peer = reader.string(), let session = reader.string() else { continue }
             let address = SessionAddress(tenantID: tenant, room: room, peerId: peer, sessionId: session)
             let left = await withCheckedContinuation { continuation in
-                leave(address, reason: .nodeFailure, onNode: dead) { continuation.resume(returning: $0) }
+                leaveIfOn(address, reason: .nodeFailure, node: dead) { continuation.resume(returning: $0) }
             }
             if case .success(true) = left { ended += 1 }
         }

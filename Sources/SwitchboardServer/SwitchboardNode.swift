@@ -152,6 +152,7 @@ public final class SwitchboardNode: Sendable {
             .init(service: RetentionService(
                 store: store, days: configuration.auditRetentionDays, clock: clock, logger: logger, storeReady: storeReady)),
             .init(service: adminApp),
+            .init(service: ReadinessGaugeService(node: node)),
         ]
         // The in-process TURN server starts before the public port, so the first `welcome`
         // can already carry its URLs, and stops after it.

@@ -222,9 +222,9 @@ final class HookedRoster: Roster {
         completion(.success(outcome))
     }
 
-    func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+    func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String?, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
         if let error = failure(.leave) { return completion(.failure(error)) }
-        inner.leave(session, reason: reason, completion: completion)
+        inner.leave(session, reason: reason, onNode: node, completion: completion)
     }
 
     func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {

@@ -104,17 +104,18 @@ public final class InMemoryRoster: Roster {
         return outcome
     }
 
-    public func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
-        leaveNow(session, reason: reason)
+    public func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String?, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        leaveNow(session, reason: reason, onNode: node)
         completion(.success(()))
     }
 
     /// ``leave(_:reason:)`` without a suspension point.
-    public func leaveNow(_ session: SessionAddress, reason: LeaveReason) {
+    public func leaveNow(_ session: SessionAddress, reason: LeaveReason, onNode node: String? = nil) {
         let key = RoomKey(tenantID: session.tenantID, room: session.room)
         apply { state in
-            state.sessions[session.sessionId] = nil
             guard let current = state.peers[key]?[session.peerId], current.sessionId == session.sessionId else { return }
+            if let node, current.node != node { return }
+            state.sessions[session.sessionId] = nil
             state.peers[key]?[session.peerId] = nil
             if state.peers[key]?.isEmpty == true { state.peers[key] = nil }
             state.dropNode(key, current.node)

@@ -25,8 +25,9 @@ public protocol Roster: Sendable {
     func join(_ request: RosterJoin, completion: @escaping @Sendable (Result<RosterJoinOutcome, RosterError>) -> Void)
     /// Ends a session: it leaves presence (the room's nodes get `peerLeft` with `reason`) and
     /// its state and log are removed. Nothing happens when it is no longer the room's
-    /// session for its peer id.
-    func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void)
+    /// session for its peer id, or — with `node` — when it is no longer on that node (a node
+    /// ending its copy of a session that moved away must not end the moved one).
+    func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String?, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void)
     /// Replaces a peer's metadata; the room's nodes get `peerUpdated`.
     func update(_ session: SessionAddress, metadata: RawJSON, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void)
     /// Moves a session to `node` with the frames after `lastSeq`, checking `resumeSecret`.
@@ -85,9 +86,14 @@ extension Roster {
         try await withCheckedContinuation { continuation in join(request) { continuation.resume(returning: $0) } }.get()
     }
 
-    /// ``leave(_:reason:completion:)``, awaited.
-    public func leave(_ session: SessionAddress, reason: LeaveReason) async throws(RosterError) {
-        try await withCheckedContinuation { continuation in leave(session, reason: reason) { continuation.resume(returning: $0) } }.get()
+    /// ``leave(_:reason:onNode:completion:)`` wherever the session is.
+    public func leave(_ session: SessionAddress, reason: LeaveReason, completion: @escaping @Sendable (Result<Void, RosterError>) -> Void) {
+        leave(session, reason: reason, onNode: nil, completion: completion)
+    }
+
+    /// ``leave(_:reason:onNode:completion:)``, awaited.
+    public func leave(_ session: SessionAddress, reason: LeaveReason, onNode node: String? = nil) async throws(RosterError) {
+        try await withCheckedContinuation { continuation in leave(session, reason: reason, onNode: node) { continuation.resume(returning: $0) } }.get()
     }
 
     /// ``update(_:metadata:completion:)``, awaited.

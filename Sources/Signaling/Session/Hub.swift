@@ -204,7 +204,8 @@ public final class Hub: Sendable {
         recordEnded(session, reason: reason.rawValue)
         guard registered else { return }
         let logger = self.logger
-        roster.leave(session.address, reason: reason) { result in
+        // Only while it is still this node's: a copy that moved away meanwhile lives on.
+        roster.leave(session.address, reason: reason, onNode: nodeID) { result in
             if case .failure(let error) = result {
                 logger.warning("leave not recorded", metadata: ["session": "\(session.id)", "error": "\(error)"])
             }
@@ -253,32 +254,42 @@ public final class Hub: Sendable {
                 return completion(.unknownSession)
             }
         }
-        let session = Session(identity: identity, metadata: old?.metadata ?? .emptyObject, resumeSecret: secret, joinedAt: old?.joinedAt ?? clock.now())
+        // Same node: the session's traffic so far counts on (for `session.ended`).
+        let session = Session(
+            identity: identity, metadata: old?.metadata ?? .emptyObject, resumeSecret: secret, joinedAt: old?.joinedAt ?? clock.now(),
+            stats: old?.stats ?? SessionStats())
         _ = session.attach(transport)
         // Registered before the roster moves it here, so nothing the roster sends it is missed.
-        let accepted = state.withLock { state -> Bool in
-            guard !state.draining else { return false }
+        let registered = state.withLock { state -> (accepted: Bool, waiting: (session: Session, since: Date, limit: TimeInterval)?) in
+            guard !state.draining else { return (false, nil) }
+            let waiting = state.waiting[sessionId]
             state.swap(old, for: session)
-            return true
+            return (true, waiting)
         }
-        guard accepted else { return completion(.unavailable) }
+        guard registered.accepted else { return completion(.unavailable) }
         let request = RosterResume(session: session.address, resumeSecret: secret, lastSeq: lastSeq, node: nodeID)
         roster.resume(request) { [self] result in
-            completion(finishResume(result, session: session, old: old, lastSeq: lastSeq))
+            completion(finishResume(result, session: session, old: old, oldWaiting: registered.waiting, lastSeq: lastSeq))
         }
     }
 
-    private func finishResume(_ result: Result<RosterResumeOutcome, RosterError>, session: Session, old: Session?, lastSeq: UInt64) -> ResumeOutcome {
+    private func finishResume(
+        _ result: Result<RosterResumeOutcome, RosterError>, session: Session, old: Session?,
+        oldWaiting: (session: Session, since: Date, limit: TimeInterval)?, lastSeq: UInt64
+    ) -> ResumeOutcome {
         guard case .success(.resumed(let frames, let seq, let peers)) = result else {
-            // Put things back as they were.
-            let now = clock.now()
+            // Put things back as they were: the old copy, its resume window (or attach
+            // deadline) unchanged, and what arrived for it meanwhile.
             state.withLock { state in
                 if let old, old.phase != .ended {
                     state.swap(session, for: old)
-                    if old.phase == .detached { state.waiting[old.id] = (old, now, configuration.resumeWindow) }
+                    if let oldWaiting { state.waiting[old.id] = oldWaiting }
                 } else {
                     _ = state.remove(session)
                 }
+            }
+            if let old {
+                for relay in session.takeHeldRelays() { old.deliver(seq: relay.seq, frame: relay.frame) }
             }
             _ = session.end(finalFrame: nil, close: nil)
             switch result {

@@ -65,6 +65,8 @@ public struct SessionStats: Sendable, Equatable {
     public var framesOut = 0
     public var bytesIn = 0
     public var bytesOut = 0
+
+    public init() {}
 }
 
 /// A signaling session as this node hosts it: a peer in a room, and the socket it talks
@@ -134,6 +136,11 @@ public final class Session: Sendable {
         var held: [Held] = []
         /// The highest `seq` handed to a transport (or replayed): older deliveries are dropped.
         var lastSeq: UInt64 = 0
+        /// For a while after `welcome`/`resumed`: the sessions the client knows are in the
+        /// room, so presence news the snapshot already had (or never knew), arriving late from
+        /// the roster, is not repeated. Dropped after ``knownWindow`` (then it costs nothing).
+        var known: Set<String>?
+        var knownUntil: UInt64 = 0
         var metadata: RawJSON
         var stats = SessionStats()
         var outbox: [Outbound] = []
@@ -172,11 +179,31 @@ public final class Session: Sendable {
         }
     }
 
-    public init(identity: SessionIdentity, metadata: RawJSON, resumeSecret: String, joinedAt: Date) {
+    public init(identity: SessionIdentity, metadata: RawJSON, resumeSecret: String, joinedAt: Date, stats: SessionStats = SessionStats()) {
         self.identity = identity
         self.resumeSecret = resumeSecret
         self.joinedAt = joinedAt
-        self.state = Mutex(State(metadata: metadata))
+        self.state = Mutex(State(metadata: metadata, stats: stats))
+    }
+
+    /// How long presence news is checked against what the client was told (in-flight news
+    /// arrives well within it).
+    static let knownWindow: UInt64 = 30_000_000_000
+
+    static func uptime() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// Whether presence news about `subject` is new to the client; updates what it knows.
+    private static func isNews(_ change: PresenceChange, subject: String, state: inout State) -> Bool {
+        guard state.known != nil else { return true }
+        if uptime() > state.knownUntil {
+            state.known = nil
+            return true
+        }
+        switch change {
+        case .joined: return state.known?.insert(subject).inserted ?? true
+        case .left: return state.known?.remove(subject) != nil
+        case .updated: return state.known?.contains(subject) ?? true
+        }
     }
 
     public var id: String { identity.sessionId }
@@ -256,30 +283,26 @@ public final class Session: Sendable {
     func open(first: [([UInt8], OutboundFrameType)], seq: UInt64, known: Set<String>) {
         apply { state in
             guard state.phase == .opening else { return false }
-            var known = known
+            state.known = known
+            state.knownUntil = Self.uptime() + Self.knownWindow
             var held: [Held] = first.map { .frame($0.0, $0.1) }
+            var last = seq
             for item in state.held {
                 switch item {
                 case .relay(let itemSeq, _):
-                    if itemSeq > seq { held.append(item) }
-                case .presence(let subject, let change, _, _):
-                    switch change {
-                    case .joined:
-                        if known.insert(subject).inserted { held.append(item) }
-                    case .left:
-                        if known.remove(subject) != nil { held.append(item) }
-                    case .updated:
-                        if known.contains(subject) { held.append(item) }
+                    // Each `seq` once, in order.
+                    if itemSeq > last {
+                        held.append(item)
+                        last = itemSeq
                     }
+                case .presence(let subject, let change, _, _):
+                    if Self.isNews(change, subject: subject, state: &state) { held.append(item) }
                 case .frame:
                     held.append(item)
                 }
             }
             state.held = held
-            state.lastSeq = max(seq, held.reduce(seq) { last, item in
-                if case .relay(let itemSeq, _) = item { return max(last, itemSeq) }
-                return last
-            })
+            state.lastSeq = last
             state.opened = true
             return state.activateIfReady()
         }
@@ -329,9 +352,11 @@ public final class Session: Sendable {
         apply { state in
             switch state.phase {
             case .opening:
+                if state.opened, !Self.isNews(change, subject: subject, state: &state) { return false }
                 state.held.append(.presence(subject: subject, change: change, frame: message.encoded(), type: message.frameType))
                 return false
             case .active:
+                guard Self.isNews(change, subject: subject, state: &state) else { return false }
                 return state.queue(message.encoded(), message.frameType)
             case .detached, .ended:
                 return false
@@ -357,6 +382,16 @@ public final class Session: Sendable {
 
     public func send(_ message: ServerMessage, type: OutboundFrameType) {
         send(message.encoded(), type: type)
+    }
+
+    /// Takes the relays held while opening (a resume the roster refused hands them back to
+    /// the session it meant to replace).
+    func takeHeldRelays() -> [(seq: UInt64, frame: [UInt8])] {
+        state.withLock { state in
+            var relays: [(seq: UInt64, frame: [UInt8])] = []
+            for case .relay(let seq, let frame) in state.held { relays.append((seq, frame)) }
+            return relays
+        }
     }
 
     /// Counts a frame received from the client.

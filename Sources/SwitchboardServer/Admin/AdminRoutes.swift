@@ -18,7 +18,7 @@ struct AdminRoutes {
             Self.json(.ok, #"{"status":"ok"}"#)
         }
         router.get("readyz") { _, _ -> Response in
-            let checks = await readiness()
+            let checks = await node.readiness()
             let ready = checks.allSatisfy { $0.value == "ok" }
             var writer = JSONWriter()
             writer.beginObject()
@@ -31,26 +31,6 @@ struct AdminRoutes {
             return Self.json(ready ? .ok : .serviceUnavailable, String(decoding: writer.bytes, as: UTF8.self))
         }
         return router
-    }
-
-    /// Real round trips: the store answers a query and the bus carries a message.
-    private func readiness() async -> [String: String] {
-        var checks: [String: String] = [:]
-        checks["draining"] = node.hub.isDraining ? "draining" : "ok"
-        if let gate = node.storeReady, !gate.isOpen {
-            // Still migrating or checking the master key: the schema may not be there yet.
-            checks["database"] = "starting"
-        } else {
-            do {
-                try await node.store.ping()
-                checks["database"] = "ok"
-            } catch {
-                checks["database"] = "unavailable"
-            }
-        }
-        checks["bus"] = await node.bus.isAvailable() ? "ok" : "unavailable"
-        checks["roster"] = node.rosterReady.isOpen && node.clusterBeating?.isOpen != false ? "ok" : "starting"
-        return checks
     }
 
     private static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {

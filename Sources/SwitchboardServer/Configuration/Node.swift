@@ -32,6 +32,26 @@ struct Node: Sendable {
     /// Who is in which room, on every node (the roster).
     var presence: LivePresence { LivePresence(roster: hub.roster) }
 
+    /// Real round trips: the store answers a query and the bus carries a message.
+    func readiness() async -> [String: String] {
+        var checks: [String: String] = [:]
+        checks["draining"] = hub.isDraining ? "draining" : "ok"
+        if let gate = storeReady, !gate.isOpen {
+            // Still migrating or checking the master key: the schema may not be there yet.
+            checks["database"] = "starting"
+        } else {
+            do {
+                try await store.ping()
+                checks["database"] = "ok"
+            } catch {
+                checks["database"] = "unavailable"
+            }
+        }
+        checks["bus"] = await bus.isAvailable() ? "ok" : "unavailable"
+        checks["roster"] = rosterReady.isOpen && clusterBeating?.isOpen != false ? "ok" : "starting"
+        return checks
+    }
+
     /// Records an audit event (never blocks; counted when the buffer is full).
     func record(_ type: AuditEventType, tenantID: String, room: String? = nil, peer: String? = nil, session: String? = nil, data: [String: JSONValue] = [:]) {
         let event = AuditEvent(

@@ -25,6 +25,7 @@ public final class SwitchboardMetrics: Sendable {
     let auditWritten: Counter
     let roomsActive: Gauge
     let sessionsTotal: Gauge
+    let ready: Gauge
     let webhookDelivered: Counter
     let webhookFailed: Counter
     let webhookExpired: Counter
@@ -32,6 +33,7 @@ public final class SwitchboardMetrics: Sendable {
     let webhookPending: Gauge
     private let authRejections = Mutex<[String: Counter]>([:])
     private let sessionsByTenant = Mutex<[String: Gauge]>([:])
+    private let readinessChecks = Mutex<[String: Gauge]>([:])
 
     /// Client frame types counted by name; anything else is `other`.
     static let inboundTypes = ["signal", "broadcast", "update", "ping", "leave", "resume"]
@@ -68,6 +70,7 @@ public final class SwitchboardMetrics: Sendable {
         auditWritten = Counter(label: "switchboard_audit_events_written_total", factory: factory)
         roomsActive = Gauge(label: "switchboard_rooms_active", factory: factory)
         sessionsTotal = Gauge(label: "switchboard_node_sessions", factory: factory)
+        ready = Gauge(label: "switchboard_ready", factory: factory)
         webhookDelivered = Counter(label: "switchboard_webhook_deliveries_total", dimensions: [("result", "delivered")], factory: factory)
         webhookFailed = Counter(label: "switchboard_webhook_deliveries_total", dimensions: [("result", "failed")], factory: factory)
         webhookExpired = Counter(label: "switchboard_webhook_deliveries_total", dimensions: [("result", "expired")], factory: factory)
@@ -100,6 +103,20 @@ public final class SwitchboardMetrics: Sendable {
             return counter
         }
         counter.increment()
+    }
+
+    /// Sets `switchboard_ready` (1 while `/readyz` would answer 200) and
+    /// `switchboard_readiness_check{check}` (1 ok, 0 not) from the readiness checks.
+    func setReadiness(_ checks: [String: String]) {
+        let ready = checks.values.allSatisfy { $0 == "ok" }
+        self.ready.record(ready ? 1 : 0)
+        readinessChecks.withLock { gauges in
+            for (name, value) in checks {
+                let gauge = gauges[name] ?? Gauge(label: "switchboard_readiness_check", dimensions: [("check", name)], factory: factory)
+                gauges[name] = gauge
+                gauge.record(value == "ok" ? 1 : 0)
+            }
+        }
     }
 
     /// Sets `switchboard_sessions_connected{tenant}` from a count per tenant; tenants that

@@ -195,3 +195,19 @@ struct NodeLivenessService: Service {
         try? await roster.depart(node: nodeID)
     }
 }
+
+/// Keeps `switchboard_ready` and `switchboard_readiness_check{check}` current: the same
+/// checks as `/readyz` (real round trips), once a second, so an alert sees readiness
+/// flapping even when no probe happens to look.
+struct ReadinessGaugeService: Service {
+    let node: Node
+
+    func run() async throws {
+        while !Task.isCancelledOrShuttingDown {
+            node.metrics.setReadiness(await node.readiness())
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+        }
+        // Draining: not ready any more.
+        node.metrics.setReadiness(await node.readiness())
+    }
+}
