@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import Signaling
+import Synchronization
 
 /// The cluster's ``Roster`` on Redis: every operation is one Lua script (``RosterScripts``),
 /// sent on the client's one pipelined command connection, so Redis applies them in the
@@ -35,6 +36,7 @@ public final class RedisRoster: Roster {
     private let logger: Logger
     private let channelPrefix: RedisArgument
     private let channelSuffix: RedisArgument = ":roster}"
+    private let relayQueue = Mutex(RelayQueue())
 
     public init(client: RedisClient, configuration: Configuration = .init(), logger: Logger) {
         self.client = client
@@ -170,28 +172,79 @@ public final class RedisRoster: Roster {
         }
     }
 
+    /// A relay waiting for the batch of its event-loop turn.
+    struct PendingRelay {
+        var peersKey: RedisArgument
+        /// Room key prefix, receiving peer, skipped peer, kind byte, frame prefix, suffix.
+        var args: [RedisArgument]
+        var completion: @Sendable (Result<RelayReceipt, RosterError>) -> Void
+    }
+
+    struct RelayQueue {
+        var pending: [PendingRelay] = []
+        var flushScheduled = false
+    }
+
+    /// Relays are collected and sent as one script call per event-loop turn of the client
+    /// (``RosterScripts/relayBatch``): one `EVALSHA` and one publish per destination node
+    /// for the whole batch — the Lua call overhead is most of Redis's cost per relay.
     public func relay(_ relay: Relay, completion: @escaping @Sendable (Result<RelayReceipt, RosterError>) -> Void) {
         let keys = room(relay.from.tenantID, relay.from.room)
         let (prefix, suffix) = relay.frameTemplate
-        let limits = configuration.replayLimits
-        let future = evalsha(
-            RosterScripts.relay, keys: [RedisArgument(keys.peers)],
+        let item = PendingRelay(
+            peersKey: RedisArgument(keys.peers),
             args: [
-                channelPrefix, channelSuffix, RedisArgument(keys.prefix), RedisArgument(relay.to ?? ""), RedisArgument(relay.excludedPeer),
+                RedisArgument(keys.prefix), RedisArgument(relay.to ?? ""), RedisArgument(relay.excludedPeer),
                 RedisArgument(bytes: [RosterWire.kindByte(relay.kind)]), RedisArgument(bytes: prefix), RedisArgument(bytes: suffix),
-                RedisArgument(limits.maxFrames), RedisArgument(limits.maxBytes), ttlMilliseconds,
-            ])
-        future.whenComplete { result in
+            ],
+            completion: completion)
+        let schedule = relayQueue.withLock { queue -> Bool in
+            queue.pending.append(item)
+            guard !queue.flushScheduled else { return false }
+            queue.flushScheduled = true
+            return true
+        }
+        if schedule {
+            client.eventLoop.execute { [self] in flushRelays() }
+        }
+    }
+
+    /// Sends the collected relays. Runs only on the client's event loop, as does every other
+    /// operation's send (each flushing first): so batches and operations reach Redis in the
+    /// order they were made, and a relay is never overtaken by a later operation.
+    func flushRelays() {
+        let batch = relayQueue.withLock { queue -> [PendingRelay] in
+            queue.flushScheduled = false
+            defer { queue.pending.removeAll(keepingCapacity: true) }
+            return queue.pending
+        }
+        if !batch.isEmpty { send(batch) }
+    }
+
+    private func send(_ batch: [PendingRelay]) {
+        let limits = configuration.replayLimits
+        var args: [RedisArgument] = [channelPrefix, channelSuffix, RedisArgument(limits.maxFrames), RedisArgument(limits.maxBytes), ttlMilliseconds]
+        args.reserveCapacity(args.count + batch.count * 6)
+        for item in batch { args += item.args }
+        evalsha(RosterScripts.relayBatch, keys: batch.map(\.peersKey), args: args).whenComplete { result in
             switch result {
-            case .success(.integer(-1)):
-                completion(.failure(RosterError(.peerNotFound, "no such peer in the room")))
             case .success(let reply):
-                guard let parts = reply.array, parts.count == 2, let recipients = parts[0].int, let nodes = parts[1].int else {
-                    return completion(.failure(Self.unexpected(reply)))
+                guard let entries = reply.array, entries.count == batch.count else {
+                    for item in batch { item.completion(.failure(Self.unexpected(reply))) }
+                    return
                 }
-                completion(.success(RelayReceipt(recipients: Int(recipients), nodes: Int(nodes))))
+                for (item, entry) in zip(batch, entries) {
+                    if entry.int == -1 {
+                        item.completion(.failure(RosterError(.peerNotFound, "no such peer in the room")))
+                    } else if let parts = entry.array, parts.count == 2, let recipients = parts[0].int, let nodes = parts[1].int {
+                        item.completion(.success(RelayReceipt(recipients: Int(recipients), nodes: Int(nodes))))
+                    } else {
+                        item.completion(.failure(Self.unexpected(entry)))
+                    }
+                }
             case .failure(let error):
-                completion(.failure(Self.rosterError(error)))
+                let failure = Self.rosterError(error)
+                for item in batch { item.completion(.failure(failure)) }
             }
         }
     }
@@ -343,16 +396,20 @@ public final class RedisRoster: Roster {
         completion: @escaping @Sendable (Result<T, RosterError>) -> Void,
         decode: @escaping @Sendable (RedisValue) throws(RosterError) -> T
     ) {
-        evalsha(script, keys: keys, args: args).whenComplete { result in
-            switch result {
-            case .success(let reply):
-                do throws(RosterError) {
-                    completion(.success(try decode(reply)))
-                } catch {
-                    completion(.failure(error))
+        // On the client's event loop, after the relays made before this operation.
+        client.eventLoop.execute { [self] in
+            flushRelays()
+            evalsha(script, keys: keys, args: args).whenComplete { result in
+                switch result {
+                case .success(let reply):
+                    do throws(RosterError) {
+                        completion(.success(try decode(reply)))
+                    } catch {
+                        completion(.failure(error))
+                    }
+                case .failure(let error):
+                    completion(.failure(Self.rosterError(error)))
                 }
-            case .failure(let error):
-                completion(.failure(Self.rosterError(error)))
             }
         }
     }

@@ -159,50 +159,71 @@ enum RosterScripts {
         return 'restored'
         """)
 
-    /// KEYS: peers. ARGV: channel prefix, channel suffix, room key prefix, receiving peer id
-    /// ('' for a broadcast), peer id a broadcast skips ('' for none), kind byte, frame prefix, frame suffix, most
-    /// frames kept, most bytes kept, state TTL (ms).
-    /// Returns `{recipients, nodes}`, or -1 when the receiving peer is not in the room.
-    static let relay = RedisScript(prelude + """
-        local peers = KEYS[1]
-        local targets = {}
-        if ARGV[4] ~= '' then
-          local record = redis.call('HGET', peers, ARGV[4])
-          if not record then return -1 end
-          targets[1] = record
-        else
-          local all = redis.call('HGETALL', peers)
-          for i = 1, #all, 2 do
-            if all[i] ~= ARGV[5] then targets[#targets + 1] = all[i + 1] end
-          end
-        end
-        local maxFrames, maxBytes = tonumber(ARGV[9]), tonumber(ARGV[10])
+    /// `signal`/`broadcast` relays — all those a node collected in one event-loop turn, in
+    /// one call, applied in order: per recipient `seq` incremented, the frame appended to its
+    /// log and the log trimmed; every destination node gets one publish with all its
+    /// deliveries, in order. KEYS: the peers hash of each relay. ARGV: channel prefix,
+    /// channel suffix, most frames kept, most bytes kept, state TTL (ms), then six per relay:
+    /// room key prefix, receiving peer id ('' for a broadcast), peer id a broadcast skips,
+    /// kind byte, frame prefix, frame suffix.
+    /// Returns one entry per relay: `{recipients, nodes}`, or -1 (receiving peer not there).
+    static let relayBatch = RedisScript(prelude + """
+        local maxFrames, maxBytes, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+        local out = {}
         local byNode, order = {}, {}
-        for _, record in ipairs(targets) do
-          local session, node = sessionAndNode(record)
-          local state, log = ARGV[3] .. ':s:' .. session, ARGV[3] .. ':log:' .. session
-          local seq = redis.call('HINCRBY', state, 'seq', 1)
-          local entry = ARGV[6] .. ARGV[7] .. seq .. ARGV[8]
-          local kept = redis.call('RPUSH', log, entry)
-          local bytes = redis.call('HINCRBY', state, 'bytes', #entry)
-          while kept > maxFrames or (bytes > maxBytes and kept > 1) do
-            local dropped = redis.call('LPOP', log)
-            bytes = redis.call('HINCRBY', state, 'bytes', -#dropped)
-            kept = kept - 1
+        for i = 1, #KEYS do
+          local at = 5 + (i - 1) * 6
+          local room, to, skip, kind, prefix, suffix = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
+          local targets = {}
+          local missing = false
+          if to ~= '' then
+            local record = redis.call('HGET', KEYS[i], to)
+            if record then targets[1] = record else missing = true end
+          else
+            local all = redis.call('HGETALL', KEYS[i])
+            for j = 1, #all, 2 do
+              if all[j] ~= skip then targets[#targets + 1] = all[j + 1] end
+            end
           end
-          if seq == 1 then redis.call('PEXPIRE', log, ARGV[11]) end
-          if not byNode[node] then
-            byNode[node] = {}
-            order[#order + 1] = node
+          if missing then
+            out[i] = -1
+          else
+            local mine, mineOrder = {}, {}
+            for _, record in ipairs(targets) do
+              local session, node = sessionAndNode(record)
+              local state, log = room .. ':s:' .. session, room .. ':log:' .. session
+              local seq = redis.call('HINCRBY', state, 'seq', 1)
+              local entry = kind .. prefix .. seq .. suffix
+              local kept = redis.call('RPUSH', log, entry)
+              local bytes = redis.call('HINCRBY', state, 'bytes', #entry)
+              while kept > maxFrames or (bytes > maxBytes and kept > 1) do
+                local dropped = redis.call('LPOP', log)
+                bytes = redis.call('HINCRBY', state, 'bytes', -#dropped)
+                kept = kept - 1
+              end
+              if seq == 1 then redis.call('PEXPIRE', log, ttl) end
+              if not mine[node] then
+                mine[node] = {}
+                mineOrder[#mineOrder + 1] = node
+              end
+              local list = mine[node]
+              list[#list + 1] = lp(session) .. lp(tostring(seq))
+            end
+            for _, node in ipairs(mineOrder) do
+              local list = mine[node]
+              if not byNode[node] then
+                byNode[node] = {}
+                order[#order + 1] = node
+              end
+              local events = byNode[node]
+              events[#events + 1] = 'D' .. kind .. lp(prefix) .. lp(suffix) .. struct.pack('>I4', #list) .. table.concat(list)
+            end
+            out[i] = {#targets, #mineOrder}
           end
-          local list = byNode[node]
-          list[#list + 1] = lp(session) .. lp(tostring(seq))
         end
         for _, node in ipairs(order) do
-          local list = byNode[node]
-          redis.call('PUBLISH', channel(node),
-            'D' .. ARGV[6] .. lp(ARGV[7]) .. lp(ARGV[8]) .. struct.pack('>I4', #list) .. table.concat(list))
+          redis.call('PUBLISH', channel(node), table.concat(byNode[node]))
         end
-        return {#targets, #order}
+        return out
         """)
 }
