@@ -193,12 +193,15 @@ public final class InMemoryRoster: Roster {
             }
             var nodes = Set<String>()
             for target in targets {
-                guard var session = state.sessions[target.sessionId] else { continue }
-                session.seq += 1
-                let frame = prefix + Array(String(session.seq).utf8) + suffix
-                session.log.append(seq: session.seq, frame: frame, type: type)
-                state.sessions[target.sessionId] = session
-                state.publish(.deliver(sessionId: target.sessionId, seq: session.seq, frame: frame), to: target.node)
+                // Changed in place: a copy of the state would copy its whole replay log.
+                guard let seq = state.sessions[target.sessionId].map({ $0.seq + 1 }) else { continue }
+                var frame = prefix
+                frame.reserveCapacity(prefix.count + 20 + suffix.count)
+                frame += String(seq).utf8
+                frame += suffix
+                state.sessions[target.sessionId]?.seq = seq
+                state.sessions[target.sessionId]?.log.append(seq: seq, frame: frame, type: type)
+                state.publish(.deliver(sessionId: target.sessionId, seq: seq, frame: frame), to: target.node)
                 nodes.insert(target.node)
             }
             return .success(RelayReceipt(recipients: targets.count, nodes: nodes.count))
