@@ -7,7 +7,8 @@ import Testing
 /// and recovers. Retries are fast here (100 ms doubling); the schedule itself is unit-tested.
 enum WebhookScenarios {
     static func fast(_ configuration: inout ServerConfiguration) {
-        configuration.webhooks.timeout = .seconds(1)
+        // 2 s: a loaded CI machine must not time out the attempts that are meant to succeed.
+        configuration.webhooks.timeout = .seconds(2)
         configuration.webhooks.retry = WebhookRetryPolicy(initial: .milliseconds(100), maximum: .milliseconds(400), maxAge: .seconds(30))
         configuration.webhooks.pollInterval = .milliseconds(50)
     }
@@ -92,7 +93,7 @@ enum WebhookScenarios {
     /// 500, 500, a timeout, then 200: the same event four times, attempts counted, then done.
     static func retriesUntilTheReceiverRecovers(_ configure: @escaping @Sendable (inout ServerConfiguration) -> Void) async throws {
         let receiver = WebhookReceiver()
-        receiver.script([.status(500), .status(503), .hang(.seconds(2)), .status(204)])
+        receiver.script([.status(500), .status(503), .hang(.seconds(3)), .status(204)])
         try await receiver.serve { url, _ in
             try await TestNode.with({ fast(&$0); configure(&$0) }) { node in
                 let tenant = try await node.createTenant()
