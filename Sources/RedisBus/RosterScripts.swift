@@ -132,6 +132,7 @@ enum RosterScripts {
         end
         redis.call('PEXPIRE', state, ARGV[8])
         redis.call('PEXPIRE', log, ARGV[8])
+        redis.call('PUBLISH', channel(node), 'A' .. lp(session))
         return {'ok', seq, frames, redis.call('HGETALL', peers)}
         """)
 

@@ -98,6 +98,9 @@ enum RosterWire {
             case UInt8(ascii: "M"):
                 guard let session = reader.string() else { return events }
                 events.append(.moved(sessionId: session))
+            case UInt8(ascii: "A"):
+                guard let session = reader.string() else { return events }
+                events.append(.attached(sessionId: session))
             default:
                 return events
             }

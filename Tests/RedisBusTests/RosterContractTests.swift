@@ -221,6 +221,8 @@ struct RosterContractTests {
             #expect(frames.map { String(decoding: $0.frame, as: UTF8.self) } == (3...5).map { #"{"type":"signal","from":"alice","seq":\#($0),"data":\#($0)}"# })
             #expect(peers.map(\.peerId) == ["alice"])
             try await inboxA.wait("node-a told bob moved") { $0.contains(.moved(sessionId: "S-bob")) }
+            // node-b hears that the session is attached there, after all it was sent before.
+            try await inboxB.wait("node-b told bob attached") { $0.contains(.attached(sessionId: "S-bob")) }
             // Live messages now go to node-b, numbered on.
             _ = try await Self.relay(a, Relay(from: Self.address(alice), kind: .signal, to: "bob", data: RawJSON(validating: "6"))).get()
             try await inboxB.wait("seq 6 on node-b") { _ in inboxB.deliveries.map(\.seq) == [6] }
@@ -298,7 +300,8 @@ struct RosterContractTests {
         var payload: [UInt8] = [UInt8(ascii: "R")]
         payload += [0, 0, 0, 3] + Array("S-1".utf8)
         payload += [UInt8(ascii: "M")] + [0, 0, 0, 3] + Array("S-2".utf8)
-        #expect(RosterContractTests.decode(payload) == [.replaced(sessionId: "S-1"), .moved(sessionId: "S-2")])
+        payload += [UInt8(ascii: "A")] + [0, 0, 0, 3] + Array("S-3".utf8)
+        #expect(RosterContractTests.decode(payload) == [.replaced(sessionId: "S-1"), .moved(sessionId: "S-2"), .attached(sessionId: "S-3")])
         for cut in 0..<payload.count {
             _ = RosterContractTests.decode(Array(payload[..<cut]))  // never traps
         }

@@ -169,6 +169,7 @@ public final class InMemoryRoster: Roster {
                 current.node = request.node
                 state.peers[key]?[session.peerId] = current
             }
+            state.publish(.attached(sessionId: session.sessionId), to: request.node)
             let peers = (state.peers[key] ?? [:]).values.filter { $0.peerId != session.peerId }.sorted { $0.peerId < $1.peerId }
             return .resumed(frames: frames, seq: kept.seq, peers: peers)
         }

@@ -253,6 +253,11 @@ public enum RosterEvent: Sendable, Equatable {
     /// This node's session resumed on another node: drop it quietly (or close a half-open
     /// socket as replaced).
     case moved(sessionId: String)
+    /// A session resumed on this node (sent to the resuming node itself, after everything
+    /// the roster sent this node before the resume): a `moved` for it that arrives before
+    /// this one is older than the resume — from a hop away that this resume undid — and must
+    /// not drop the session.
+    case attached(sessionId: String)
 }
 
 /// Why a roster operation failed.

@@ -80,6 +80,9 @@ public final class Hub: Sendable {
         /// while one replaces the other).
         var rooms: [RoomKey: [String: Session]] = [:]
         var connections: [String: Int] = [:]
+        /// Sessions resumed here whose `attached` event has not arrived yet: a `moved` for
+        /// one of them is older than its resume.
+        var awaitingAttached: [String: Session] = [:]
         /// Sessions without a socket, since when: dropped (resume window) or not yet attached.
         var waiting: [String: (session: Session, since: Date, limit: TimeInterval)] = [:]
         var draining = false
@@ -95,6 +98,7 @@ public final class Hub: Sendable {
             guard sessions[session.id] === session else { return false }
             sessions[session.id] = nil
             waiting[session.id] = nil
+            if awaitingAttached[session.id] === session { awaitingAttached[session.id] = nil }
             let key = RoomKey(tenantID: session.tenantID, room: session.room)
             rooms[key]?[session.id] = nil
             if rooms[key]?.isEmpty == true { rooms[key] = nil }
@@ -264,6 +268,7 @@ public final class Hub: Sendable {
             guard !state.draining else { return (false, nil) }
             let waiting = state.waiting[sessionId]
             state.swap(old, for: session)
+            state.awaitingAttached[sessionId] = session
             return (true, waiting)
         }
         guard registered.accepted else { return completion(.unavailable) }
@@ -281,6 +286,7 @@ public final class Hub: Sendable {
             // Put things back as they were: the old copy, its resume window (or attach
             // deadline) unchanged, and what arrived for it meanwhile.
             state.withLock { state in
+                if state.awaitingAttached[session.id] === session { state.awaitingAttached[session.id] = nil }
                 if let old, old.phase != .ended {
                     state.swap(session, for: old)
                     if let oldWaiting { state.waiting[old.id] = oldWaiting }
@@ -399,10 +405,16 @@ public final class Hub: Sendable {
                 recordEnded(session, reason: "replaced")
             }
         case .moved(let sessionId):
-            // Resumed on another node: this copy goes quietly (a half-open socket is told).
-            guard let session = state.withLock({ $0.sessions[sessionId] }) else { return }
-            _ = state.withLock { $0.remove(session) }
-            session.handOver()
+            // Resumed on another node: this copy goes quietly (a half-open socket is told) —
+            // unless it came back here since (then this news is older than that resume).
+            let session = state.withLock { state -> Session? in
+                guard let session = state.sessions[sessionId], state.awaitingAttached[sessionId] !== session else { return nil }
+                _ = state.remove(session)
+                return session
+            }
+            session?.handOver()
+        case .attached(let sessionId):
+            state.withLock { $0.awaitingAttached[sessionId] = nil }
         }
     }
 
