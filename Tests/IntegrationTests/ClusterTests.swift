@@ -59,6 +59,33 @@ struct ClusterTests {
     /// A sender's rate limit that a test's bursts never reach.
     static let unlimited = #"{"messagesPerSecond":100000,"messageBurst":100000}"#
 
+    @Test func keyRevocationAndTenantSuspensionReachEveryNode() async throws {
+        try await Cluster.with(nodes: 2) { cluster in
+            let revoked = try await cluster.createTenant()
+            let alice = try await cluster.join(revoked, peer: "alice", nodes: [0])
+            let bob = try await cluster.join(revoked, peer: "bob", nodes: [1])
+            // The key is revoked through node 0: its sessions end on both nodes (1008).
+            let deleted = try await HTTPProbe.request(
+                "DELETE", port: try cluster.node(0).port, path: "/v1/tenants/\(revoked.id)/keys/\(revoked.apiKey)",
+                authorization: "Bearer \(cluster.adminToken)")
+            #expect(deleted.status == 204, "\(deleted)")
+            #expect(try await alice.nextClosed().code == 1008)
+            #expect(try await bob.nextClosed().code == 1008)
+
+            let suspended = try await cluster.createTenant()
+            let carol = try await cluster.join(suspended, peer: "carol", nodes: [0])
+            let dave = try await cluster.join(suspended, peer: "dave", nodes: [1])
+            let patched = try await HTTPProbe.request(
+                "PATCH", port: try cluster.node(1).port, path: "/v1/tenants/\(suspended.id)",
+                authorization: "Bearer \(cluster.adminToken)", body: #"{"status":"suspended"}"#)
+            #expect(patched.status == 200, "\(patched)")
+            #expect(try await carol.nextClosed().code == 1008)
+            #expect(try await dave.nextClosed().code == 1008)
+            // And a suspended tenant cannot join on any node.
+            #expect(try await cluster.upgradeStatus(suspended, peer: "erin", on: 0) == 403)
+        }
+    }
+
     @Test func tenThousandCrossNodeSignalsArriveInOrder() async throws {
         try await Cluster.with(nodes: 2) { cluster in
             let tenant = try await cluster.createTenant(limits: Self.unlimited)
