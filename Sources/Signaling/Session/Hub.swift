@@ -168,6 +168,7 @@ public final class Hub: Sendable {
         case .success(.joined(let others, _)):
             let frame = welcome(session, others.map { PeerSummary(peerId: $0.peerId, metadata: $0.metadata) })
             session.open(first: [(frame.encoded(), .welcome)], seq: 0, known: Set(others.map(\.sessionId)))
+            waitIfDropped(session)
             audit.record(event(.sessionStarted, session, data: [
                 "remoteAddress": .string(identity.remoteAddress), "userAgent": .string(identity.userAgent),
             ]))
@@ -197,7 +198,20 @@ public final class Hub: Sendable {
         state.withLock { state in
             if state.waiting[session.id]?.session === session { state.waiting[session.id] = nil }
         }
-        return session.attach(transport)
+        let attached = session.attach(transport)
+        waitIfDropped(session)
+        return attached
+    }
+
+    /// A session that dropped its socket to resume past a missing frame waits for that
+    /// resume like any detached one.
+    private func waitIfDropped(_ session: Session) {
+        guard session.phase == .detached else { return }
+        let now = clock.now()
+        state.withLock { state in
+            guard state.sessions[session.id] === session, state.waiting[session.id] == nil else { return }
+            state.waiting[session.id] = (session, now, configuration.resumeWindow)
+        }
     }
 
     /// Ends a session and tells the room (through the roster). `close` is sent to the
@@ -313,6 +327,7 @@ public final class Hub: Sendable {
         first.reserveCapacity(frames.count + 1)
         for frame in frames { first.append((frame.frame, frame.kind == .signal ? .signal : .broadcast)) }
         session.open(first: first, seq: seq, known: Set(peers.map(\.sessionId)))
+        waitIfDropped(session)
         audit.record(event(.sessionResumed, session, data: ["replayed": .number(Double(frames.count)), "lastSeq": .number(Double(lastSeq))]))
         return .resumed(session, replayed: frames.count)
     }

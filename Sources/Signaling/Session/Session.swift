@@ -141,6 +141,9 @@ public final class Session: Sendable {
         /// the roster, is not repeated. Dropped after ``knownWindow`` (then it costs nothing).
         var known: Set<String>?
         var knownUntil: UInt64 = 0
+        /// A relay went missing while opening: once active, the socket is dropped (after the
+        /// frames before the hole) so the client resumes and gets the rest from the log.
+        var resync = false
         var metadata: RawJSON
         var stats = SessionStats()
         var outbox: [Outbound] = []
@@ -175,7 +178,23 @@ public final class Session: Sendable {
                 }
             }
             held = []
+            if resync, let transport {
+                resync = false
+                mustDrain = dropForResync(transport) || mustDrain
+            }
             return mustDrain
+        }
+
+        /// Ends this transport's part (error `unavailable`, close 1011) and detaches: the
+        /// client resumes past a missing frame instead of seeing a hole in `seq`.
+        mutating func dropForResync(_ transport: any SessionTransport) -> Bool {
+            self.transport = nil
+            phase = .detached
+            opened = false
+            held = []
+            let error = ServerMessage.error(ProtocolError(.unavailable, "messages were missed; resume to get them")).encoded()
+            let dropped = queue(Outbound(transport: transport, action: .frame(error, .error)))
+            return queue(Outbound(transport: transport, action: .close(.internalError, "resume"))) || dropped
         }
     }
 
@@ -290,10 +309,13 @@ public final class Session: Sendable {
             for item in state.held {
                 switch item {
                 case .relay(let itemSeq, _):
-                    // Each `seq` once, in order.
-                    if itemSeq > last {
+                    // Each `seq` once, in order; a hole means a frame never came (resync).
+                    if state.resync || itemSeq <= last { continue }
+                    if itemSeq == last + 1 {
                         held.append(item)
                         last = itemSeq
+                    } else {
+                        state.resync = true
                     }
                 case .presence(let subject, let change, _, _):
                     if Self.isNews(change, subject: subject, state: &state) { held.append(item) }
@@ -321,7 +343,11 @@ public final class Session: Sendable {
                 return false
             case .opening:
                 if state.opened {
-                    guard seq > state.lastSeq else { return false }
+                    guard seq > state.lastSeq, !state.resync else { return false }
+                    guard seq == state.lastSeq + 1 else {
+                        state.resync = true
+                        return false
+                    }
                     state.lastSeq = seq
                 }
                 state.held.append(.relay(seq: seq, frame: frame))
@@ -333,11 +359,7 @@ public final class Session: Sendable {
                     // hole in `seq`, drop the socket; the client resumes and gets it from the
                     // roster's log.
                     inOrder = false
-                    state.transport = nil
-                    state.phase = .detached
-                    let error = ServerMessage.error(ProtocolError(.unavailable, "messages were missed; resume to get them")).encoded()
-                    let dropped = state.queue(Outbound(transport: transport, action: .frame(error, .error)))
-                    return state.queue(Outbound(transport: transport, action: .close(.internalError, "resume"))) || dropped
+                    return state.dropForResync(transport)
                 }
                 state.lastSeq = seq
                 return state.queue(frame, Self.relayType(frame))
