@@ -172,6 +172,10 @@ public final class Hub: Sendable {
             audit.record(event(.sessionStarted, session, data: [
                 "remoteAddress": .string(identity.remoteAddress), "userAgent": .string(identity.userAgent),
             ]))
+            if session.phase == .ended {
+                // Replaced before the roster's answer reached us: it ended unaudited (below).
+                recordEnded(session, reason: "replaced")
+            }
             return .joined(session)
         case .success(.roomFull):
             discard(session)
@@ -416,7 +420,12 @@ public final class Hub: Sendable {
         case .replaced(let sessionId):
             guard let session = state.withLock({ $0.sessions[sessionId] }) else { return }
             _ = state.withLock { $0.remove(session) }
-            if session.end(finalFrame: .error(ProtocolError(.replaced, "the same peer joined on another connection")), close: (.replaced, "replaced")) {
+            // A join whose answer has not reached us yet is audited (started, then ended) when
+            // it does, in that order.
+            let started = session.isOpened
+            if session.end(finalFrame: .error(ProtocolError(.replaced, "the same peer joined on another connection")), close: (.replaced, "replaced")),
+                started
+            {
                 recordEnded(session, reason: "replaced")
             }
         case .moved(let sessionId):

@@ -247,6 +247,9 @@ public final class Session: Sendable {
     }
 
     public var phase: Phase { state.withLock { $0.phase } }
+    /// Whether its `welcome` (or `resumed`) is queued: before that, the hub has not audited it
+    /// as started.
+    var isOpened: Bool { state.withLock { $0.opened || $0.phase == .active } }
     public var metadata: RawJSON { state.withLock { $0.metadata } }
     public var stats: SessionStats { state.withLock { $0.stats } }
     public var lastSeq: UInt64 { state.withLock { $0.lastSeq } }
