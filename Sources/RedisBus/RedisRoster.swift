@@ -164,9 +164,9 @@ public final class RedisRoster: Roster {
                 guard let bytes = entry.bytes, let frame = RosterWire.loggedFrame(bytes, seq: entrySeq) else { throw Self.unexpected(reply) }
                 frames.append(frame)
             }
-            let peers = RosterWire.peers(tenantID: session.tenantID, room: session.room, flat: parts[3].array ?? [])
-                .filter { $0.peerId != session.peerId }
-            return .resumed(frames: frames, seq: seq, peers: peers)
+            let everyone = RosterWire.peers(tenantID: session.tenantID, room: session.room, flat: parts[3].array ?? [])
+            let own = everyone.first { $0.peerId == session.peerId }
+            return .resumed(frames: frames, seq: seq, peers: everyone.filter { $0.peerId != session.peerId }, own: own)
         default:
             throw Self.unexpected(reply)
         }

@@ -216,10 +216,11 @@ struct RosterContractTests {
             // node-a dies; bob had processed seq 2. He resumes on node-b.
             let resumed = try await b.resume(
                 RosterResume(session: Self.address(bob), resumeSecret: "secret-S-bob", lastSeq: 2, node: "node-b"))
-            guard case .resumed(let frames, let seq, let peers) = resumed else { throw RosterTestFailure("not resumed: \(resumed)") }
+            guard case .resumed(let frames, let seq, let peers, let own) = resumed else { throw RosterTestFailure("not resumed: \(resumed)") }
             #expect(seq == 5 && frames.map(\.seq) == [3, 4, 5] && frames.allSatisfy { $0.kind == .signal })
             #expect(frames.map { String(decoding: $0.frame, as: UTF8.self) } == (3...5).map { #"{"type":"signal","from":"alice","seq":\#($0),"data":\#($0)}"# })
             #expect(peers.map(\.peerId) == ["alice"])
+            #expect(own?.sessionId == "S-bob" && own?.node == "node-b")
             try await inboxA.wait("node-a told bob moved") { $0.contains(.moved(sessionId: "S-bob")) }
             // node-b hears that the session is attached there, after all it was sent before.
             try await inboxB.wait("node-b told bob attached") { $0.contains(.attached(sessionId: "S-bob")) }
@@ -246,7 +247,7 @@ struct RosterContractTests {
             }
             #expect(try await b.resume(RosterResume(session: Self.address(bob), resumeSecret: "secret-S-bob", lastSeq: 5, node: "node-b")) == .gap)
             let resumed = try await b.resume(RosterResume(session: Self.address(bob), resumeSecret: "secret-S-bob", lastSeq: 6, node: "node-b"))
-            guard case .resumed(let frames, _, _) = resumed else { throw RosterTestFailure("not resumed: \(resumed)") }
+            guard case .resumed(let frames, _, _, _) = resumed else { throw RosterTestFailure("not resumed: \(resumed)") }
             #expect(frames.map(\.seq) == [7, 8, 9, 10])
         }
     }

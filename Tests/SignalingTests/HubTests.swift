@@ -1160,7 +1160,7 @@ final class EchoingTransport: SessionTransport {
         #expect(ended.values["bytesIn"] == .number(15))
     }
 
-    @Test(.disabled("bug: a resume on another node sets joinedAt to the resume time, so session.ended's durationSeconds counts from the resume"))
+    @Test
     func sessionEndedDurationCountsFromTheJoinAfterAResumeOnAnotherNode() async throws {
         let nodeA = try await HubHarness()
         let nodeB = try await nodeA.sibling("node-b")

@@ -171,7 +171,7 @@ public final class InMemoryRoster: Roster {
             }
             state.publish(.attached(sessionId: session.sessionId), to: request.node)
             let peers = (state.peers[key] ?? [:]).values.filter { $0.peerId != session.peerId }.sorted { $0.peerId < $1.peerId }
-            return .resumed(frames: frames, seq: kept.seq, peers: peers)
+            return .resumed(frames: frames, seq: kept.seq, peers: peers, own: state.peers[key]?[session.peerId])
         }
     }
 

@@ -168,8 +168,9 @@ public struct RosterResume: Sendable {
 
 public enum RosterResumeOutcome: Sendable, Equatable {
     /// Moved; `frames` are every kept frame after `lastSeq`, in order, and `seq` the last
-    /// number handed out (the first live frame after these is `seq + 1`).
-    case resumed(frames: [LoggedFrame], seq: UInt64, peers: [PeerRecord])
+    /// number handed out (the first live frame after these is `seq + 1`); `own` is the
+    /// session's presence record (its metadata and first join time).
+    case resumed(frames: [LoggedFrame], seq: UInt64, peers: [PeerRecord], own: PeerRecord?)
     /// No such session (ended, expired, or the secret or peer does not match).
     case unknownSession
     /// Frames after `lastSeq` are no longer kept.

@@ -300,7 +300,7 @@ public final class Hub: Sendable {
         _ result: Result<RosterResumeOutcome, RosterError>, session: Session, old: Session?,
         oldWaiting: (session: Session, since: Date, limit: TimeInterval)?, lastSeq: UInt64
     ) -> ResumeOutcome {
-        guard case .success(.resumed(let frames, let seq, let peers)) = result else {
+        guard case .success(.resumed(let frames, let seq, let peers, let own)) = result else {
             // Put things back as they were: the old copy, its resume window (or attach
             // deadline) unchanged, and what arrived for it meanwhile.
             state.withLock { state in
@@ -325,6 +325,7 @@ public final class Hub: Sendable {
             }
         }
         old?.handOver()
+        if old == nil, let own { session.adopt(own) }
         let resumed = ServerMessage.resumed(
             sessionId: session.id, replayed: frames.count, peers: peers.map { PeerSummary(peerId: $0.peerId, metadata: $0.metadata) })
         var first: [([UInt8], OutboundFrameType)] = [(resumed.encoded(), .resumed)]

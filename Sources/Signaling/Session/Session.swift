@@ -100,7 +100,6 @@ public final class Session: Sendable {
     public let identity: SessionIdentity
     /// Proves a resume; part of ``resumeToken``.
     public let resumeSecret: String
-    public let joinedAt: Date
     private let state: Mutex<State>
 
     /// One thing to do to a transport, in order.
@@ -145,6 +144,8 @@ public final class Session: Sendable {
         /// frames before the hole) so the client resumes and gets the rest from the log.
         var resync = false
         var metadata: RawJSON
+        /// When the session first joined (across resumes).
+        var joinedAt: Date
         var stats = SessionStats()
         var outbox: [Outbound] = []
         /// Someone is handing the outbox to transports; others only append.
@@ -201,8 +202,7 @@ public final class Session: Sendable {
     public init(identity: SessionIdentity, metadata: RawJSON, resumeSecret: String, joinedAt: Date, stats: SessionStats = SessionStats()) {
         self.identity = identity
         self.resumeSecret = resumeSecret
-        self.joinedAt = joinedAt
-        self.state = Mutex(State(metadata: metadata, stats: stats))
+        self.state = Mutex(State(metadata: metadata, joinedAt: joinedAt, stats: stats))
     }
 
     /// How long presence news is checked against what the client was told (in-flight news
@@ -247,6 +247,7 @@ public final class Session: Sendable {
     }
 
     public var phase: Phase { state.withLock { $0.phase } }
+    public var joinedAt: Date { state.withLock { $0.joinedAt } }
     /// Whether its `welcome` (or `resumed`) is queued: before that, the hub has not audited it
     /// as started.
     var isOpened: Bool { state.withLock { $0.opened || $0.phase == .active } }
@@ -429,6 +430,14 @@ public final class Session: Sendable {
 
     func setMetadata(_ metadata: RawJSON) {
         state.withLock { $0.metadata = metadata }
+    }
+
+    /// What the roster knows of a session this node did not host before it resumed here.
+    func adopt(_ record: PeerRecord) {
+        state.withLock { state in
+            state.metadata = record.metadata
+            state.joinedAt = record.joinedAt
+        }
     }
 
     /// The transport went away without a `leave`. Returns false when `transport` is not the
