@@ -1140,8 +1140,8 @@ final class EchoingTransport: SessionTransport {
     func close(_ code: CloseCode, reason: String) {}
 }
 
-/// Behaviours the hub gets wrong today (see each test's disabled reason).
-@Suite struct HubKnownBugTests {
+/// Races and edge cases a review of the roster-based hub found (each once a bug, now fixed).
+@Suite struct HubRaceTests {
     static func peer(_ peerId: String) -> PeerSummary { PeerSummary(peerId: peerId, metadata: .emptyObject) }
 
     @Test

@@ -290,8 +290,8 @@ final class ReentrantTransport: SessionTransport {
     }
 }
 
-/// Behaviours the session gets wrong today (see each test's disabled reason).
-@Suite struct SessionKnownBugTests {
+/// Edge cases of held relays a review found (each once a bug, now fixed).
+@Suite struct SessionEdgeTests {
     @Test
     func aRelayDeliveredTwiceWhileOpeningIsSentOnce() {
         let session = SessionTests.makeSession()
