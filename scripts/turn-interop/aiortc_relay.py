@@ -326,7 +326,8 @@ def main():
     parser.add_argument("--verbose", action="store_true", help="print both nodes' logs at the end")
     args = parser.parse_args()
     secret = "aiortc-relay-" + secrets.token_urlsafe(12)
-    nodes = Nodes(args.switchboard, secret, args.turn_node_secret or secret, args.verbose)
+    # Absolute: the nodes run in their own (temporary) working directories.
+    nodes = Nodes(os.path.abspath(args.switchboard), secret, args.turn_node_secret or secret, args.verbose)
     failures = []
     passed = 0
 
