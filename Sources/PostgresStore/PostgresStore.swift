@@ -157,6 +157,11 @@ public final class PostgresStore: Store {
         guard deleted > 0 else { throw StoreError(.notFound, "not found") }
     }
 
+    public func replaceKeySecret(apiKey: String, sealedSecret: [UInt8]) async throws(StoreError) {
+        let updated = try await execute("UPDATE api_keys SET sealed_secret = \(ByteBuffer(bytes: sealedSecret)) WHERE api_key = \(apiKey) RETURNING 1")
+        guard updated > 0 else { throw StoreError(.notFound, "not found") }
+    }
+
     // MARK: Rooms
 
     public func createRoom(_ room: Room) async throws(StoreError) {

@@ -176,6 +176,10 @@ public final class SQLiteStore: Store {
         try await expectChange("DELETE FROM api_keys WHERE tenant_id = ? AND api_key = ?", [.text(tenantID), .text(apiKey)])
     }
 
+    public func replaceKeySecret(apiKey: String, sealedSecret: [UInt8]) async throws(StoreError) {
+        try await expectChange("UPDATE api_keys SET sealed_secret = ? WHERE api_key = ?", [.blob(ByteBuffer(bytes: sealedSecret)), .text(apiKey)])
+    }
+
     // MARK: Rooms
 
     public func createRoom(_ room: Room) async throws(StoreError) {

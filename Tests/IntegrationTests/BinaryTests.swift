@@ -41,6 +41,60 @@ struct BinaryTests {
         #expect((banner["generatedAdminToken"] as? String)?.count ?? 0 >= 20)
     }
 
+    /// Rotating the master key (`SWITCHBOARD_MASTER_KEY=new,current` + `rotate-master-key`):
+    /// every stored secret is resealed with the new key, the API keys keep working under it
+    /// alone, and the old key no longer opens the store.
+    @Test func theMasterKeyRotatesAndTheAPIKeysKeepWorking() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-rotate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: data) }
+        let old = Self.masterKey
+        let new = Data(repeating: 7, count: 32).base64EncodedString()
+        let store = ["SWITCHBOARD_SQLITE_PATH": data.appendingPathComponent("switchboard.sqlite").path]
+        func serve(_ key: String) throws -> (NodeProcess, port: Int, admin: Int) {
+            let (port, admin) = try Self.ports()
+            let node = try NodeProcess(["serve"], environment: store.merging([
+                "SWITCHBOARD_HOST": "127.0.0.1", "SWITCHBOARD_PORT": "\(port)", "SWITCHBOARD_ADMIN_PORT": "\(admin)",
+                "SWITCHBOARD_MASTER_KEY": key, "SWITCHBOARD_ADMIN_TOKEN": "operator-token-1234", "SWITCHBOARD_TURN_EMBEDDED": "false",
+                "SWITCHBOARD_AUDIT_SPILL_DIR": data.appendingPathComponent("spill").path,
+            ]) { _, new in new })
+            return (node, port, admin)
+        }
+
+        let (first, port, admin) = try serve(old)
+        defer { first.stop() }
+        #expect(try await NodeProcess.waitForHTTP(port: admin, path: "/readyz", while: first), "not ready: \(first.stderr)")
+        let created = try await HTTPProbe.post(port: port, path: "/v1/tenants", authorization: "Bearer operator-token-1234", body: #"{"name":"Acme"}"#)
+        #expect(created.status == 201, "\(created)")
+        let json = try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any]
+        let apiKey = try #require(json?["apiKey"] as? String), apiSecret = try #require(json?["apiSecret"] as? String)
+        let basic = "Basic " + Data("\(apiKey):\(apiSecret)".utf8).base64EncodedString()
+        #expect(try await first.terminate() == 0)
+
+        let rotate = try NodeProcess(["rotate-master-key"], environment: store.merging(["SWITCHBOARD_MASTER_KEY": "\(new),\(old)"]) { _, new in new })
+        defer { rotate.stop() }
+        #expect(try await rotate.waitForExit() == 0, "\(rotate.stderr)")
+        #expect(rotate.stdout.contains("resealed 1 API key secret(s)"), "\(rotate.stdout)")
+
+        // The old key alone no longer opens the store: one plain line, exit 1.
+        let (stale, _, _) = try serve(old)
+        defer { stale.stop() }
+        #expect(try await stale.waitForExit() == 1)
+        #expect(stale.stderr.contains("master key"), "\(stale.stderr)")
+
+        let (second, port2, admin2) = try serve(new)
+        defer { second.stop() }
+        #expect(try await NodeProcess.waitForHTTP(port: admin2, path: "/readyz", while: second), "not ready: \(second.stderr)")
+        #expect(try await HTTPProbe.request("GET", port: port2, path: "/v1/rooms", authorization: basic).status == 200)
+        #expect(try await second.terminate() == 0)
+
+        // Again: nothing left to reseal.
+        let again = try NodeProcess(["rotate-master-key"], environment: store.merging(["SWITCHBOARD_MASTER_KEY": "\(new),\(old)"]) { _, new in new })
+        defer { again.stop() }
+        #expect(try await again.waitForExit() == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("resealed 0 API key secret(s)"), "\(again.stdout)")
+    }
+
     /// SPEC §1: the embedded default is signaling + STUN + TURN in one process. A new user's
     /// first `POST /v1/turn/credentials` gets 201 and URLs that work with coturn's client.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/turnutils_uclient"), "coturn's turnutils_uclient is not installed (apt-get install coturn)"))

@@ -49,6 +49,11 @@ enum StoreContract {
         try await store.deleteKey(tenantID: "acme", apiKey: "AKacme1")
         #expect(try await store.key("AKacme1") == nil)
         await #expect(throws: StoreError(.notFound, "not found")) { try await store.deleteKey(tenantID: "beta", apiKey: "AKacme2") }
+        // A master-key rotation replaces a key's sealed secret, and only that.
+        try await store.replaceKeySecret(apiKey: "AKacme2", sealedSecret: [9, 8, 7])
+        #expect(try await store.key("AKacme2")?.sealedSecret == [9, 8, 7])
+        #expect(try await store.key("AKacme2")?.tenantID == "acme")
+        await #expect(throws: StoreError(.notFound, "not found")) { try await store.replaceKeySecret(apiKey: "AKnone", sealedSecret: [1]) }
 
         try await store.deleteTenant("acme")
         #expect(try await store.tenant("acme") == nil)

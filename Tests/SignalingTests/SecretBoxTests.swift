@@ -17,6 +17,26 @@ import Testing
         #expect(!String(decoding: sealed, as: UTF8.self).contains("s3cr3t"))
     }
 
+    @Test func duringARotationTheFirstKeySealsAndEveryKeyOpens() throws {
+        let old = try SecretBox(base64: Self.keyA)
+        let both = try SecretBox(base64: "\(Self.keyB), \(Self.keyA)")
+        #expect(both.keyCount == 2)
+        let sealedOld = try old.seal("secret", apiKey: "AK1")
+        #expect(try both.open(sealedOld, apiKey: "AK1") == "secret")
+        #expect(!both.isSealedWithFirstKey(sealedOld, apiKey: "AK1"))
+        let resealed = try #require(try both.resealed(sealedOld, apiKey: "AK1"))
+        #expect(both.isSealedWithFirstKey(resealed, apiKey: "AK1"))
+        // Resealed with the new key alone: the old key no longer opens it.
+        #expect(try SecretBox(base64: Self.keyB).open(resealed, apiKey: "AK1") == "secret")
+        #expect(throws: (any Error).self) { try old.open(resealed, apiKey: "AK1") }
+        #expect(try both.resealed(resealed, apiKey: "AK1") == nil)
+        // A secret no configured key opens is an error, not a silent skip.
+        let stranger = try SecretBox(base64: Data(repeating: 0x11, count: 32).base64EncodedString()).seal("x", apiKey: "AK1")
+        #expect(throws: (any Error).self) { try both.resealed(stranger, apiKey: "AK1") }
+        #expect(throws: SecretBox.InvalidKey.self) { try SecretBox(base64: "\(Self.keyA),not-a-key") }
+        #expect(throws: SecretBox.InvalidKey.self) { try SecretBox(base64: ",") }
+    }
+
     @Test func sealingTwiceUsesFreshNonces() throws {
         let box = try SecretBox(base64: Self.keyA)
         #expect(try box.seal("same", apiKey: "AK1") != box.seal("same", apiKey: "AK1"))

@@ -50,6 +50,8 @@ public protocol Store: Sendable {
     func key(_ apiKey: String) async throws(StoreError) -> StoredAPIKey?
     func keys(tenantID: String, after: String?, limit: Int) async throws(StoreError) -> Page<StoredAPIKey>
     func deleteKey(tenantID: String, apiKey: String) async throws(StoreError)
+    /// Replaces a key's sealed secret (a master-key rotation); `notFound` when there is no such key.
+    func replaceKeySecret(apiKey: String, sealedSecret: [UInt8]) async throws(StoreError)
 
     // Rooms
     func createRoom(_ room: Room) async throws(StoreError)
