@@ -128,7 +128,7 @@ struct ClusterTests {
     }
 
     @Test func aSessionOnAKilledNodeResumesElsewhereWithNothingLost() async throws {
-        try await Cluster.with(nodes: 3, environment: ["SWITCHBOARD_HEARTBEAT_SECONDS": "1"]) { cluster in
+        try await Cluster.with(nodes: 3) { cluster in
             let tenant = try await cluster.createTenant(limits: Self.unlimited)
             var fast = SignalingClient.Configuration()
             fast.initialBackoff = .milliseconds(50)
