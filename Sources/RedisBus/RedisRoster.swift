@@ -69,8 +69,10 @@ public final class RedisRoster: Roster {
         "\(configuration.prefix):{t:\(tenantID)}:conns"
     }
 
-    private var ttlMilliseconds: RedisArgument {
-        RedisArgument(configuration.stateTTL.components.seconds * 1000 + configuration.stateTTL.components.attoseconds / 1_000_000_000_000_000)
+    private var ttlMilliseconds: RedisArgument { RedisArgument(Self.milliseconds(configuration.stateTTL)) }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     // MARK: Roster
@@ -315,9 +317,8 @@ public final class RedisRoster: Roster {
 
     /// Says this node is alive for `ttl`.
     public func beat(node: String, ttl: Duration, now: Date = Date()) async throws(RosterError) {
-        let milliseconds = ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000
         let replies = client.sendBatch([
-            ["SET", RedisArgument(liveKey(node)), "1", "PX", RedisArgument(milliseconds)],
+            ["SET", RedisArgument(liveKey(node)), "1", "PX", RedisArgument(Self.milliseconds(ttl))],
             ["ZADD", RedisArgument(nodesKey), RedisArgument(Int64(now.timeIntervalSince1970 * 1000)), RedisArgument(node)],
         ])
         do {

@@ -147,7 +147,8 @@ public final class Hub: Sendable {
     ) async -> JoinOutcome {
         let identity = request.identity
         let now = clock.now()
-        let session = Session(identity: identity, metadata: request.metadata, resumeSecret: Self.makeResumeSecret(), joinedAt: now)
+        // 32 random bytes for the resume secret: unguessable, so holding it proves the session is yours.
+        let session = Session(identity: identity, metadata: request.metadata, resumeSecret: Base64URL.random(bytes: 32), joinedAt: now)
         // Registered before the roster hears of it, so nothing the roster sends it is missed.
         let accepted = state.withLock { state -> Bool in
             guard !state.draining else { return false }
@@ -272,7 +273,7 @@ public final class Hub: Sendable {
         let old = state.withLock { $0.sessions[sessionId] }
         if let old {
             // Known here: a wrong secret or peer must not disturb the session.
-            guard Self.same(old.resumeSecret, secret), old.tenantID == identity.tenantID, old.room == identity.room, old.peerId == identity.peerId else {
+            guard APIKeyGenerator.constantTimeEquals(old.resumeSecret, secret), old.tenantID == identity.tenantID, old.room == identity.room, old.peerId == identity.peerId else {
                 return completion(.unknownSession)
             }
         }
@@ -337,15 +338,6 @@ public final class Hub: Sendable {
         return .resumed(session, replayed: frames.count)
     }
 
-    /// Compares two secrets in time that does not depend on where they differ.
-    static func same(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for index in x.indices { difference |= x[index] ^ y[index] }
-        return difference == 0
-    }
-
     // MARK: Relay
 
     /// Sends `data` from `sender` to peer `to` in the sender's room; `completion` says how
@@ -396,11 +388,7 @@ public final class Hub: Sendable {
             guard let session = state.withLock({ $0.sessions[sessionId] }) else { return }
             if !session.deliver(seq: seq, frame: frame) {
                 // It dropped its socket to resume past a missing frame.
-                let now = clock.now()
-                state.withLock { state in
-                    guard state.sessions[sessionId] === session else { return }
-                    state.waiting[sessionId] = (session, now, configuration.resumeWindow)
-                }
+                waitIfDropped(session)
                 logger.warning("a relayed frame was missed; the session must resume", metadata: ["session": "\(sessionId)"])
             }
         case .peerJoined(let peer):
@@ -560,13 +548,5 @@ public final class Hub: Sendable {
         AuditEvent(
             type: type, tenantID: session.tenantID, time: clock.now(), node: nodeID, room: session.room,
             peer: session.peerId, session: session.id, data: (try? RawJSON(encoding: JSONValue.object(data))) ?? .emptyObject)
-    }
-
-    /// 32 random bytes, base64url: unguessable, so holding it proves the session is yours.
-    static func makeResumeSecret() -> String {
-        var generator = SystemRandomNumberGenerator()
-        var bytes = [UInt8](repeating: 0, count: 32)
-        for index in bytes.indices { bytes[index] = generator.next() }
-        return Base64URL.encode(bytes)
     }
 }

@@ -17,10 +17,6 @@ public enum MasterKeyRotation {
         public var unchanged = 0
     }
 
-    public struct Failure: Error, CustomStringConvertible {
-        public var description: String
-    }
-
     public static func run(store: any Store, secrets: SecretBox) async throws -> Report {
         var report = Report()
         var after: String?
@@ -60,7 +56,7 @@ public enum MasterKeyRotation {
         do {
             return try secrets.resealed(sealed, apiKey: context)
         } catch {
-            throw Failure(description: "none of the configured master keys opens the secret of \(what): give the current key too (SWITCHBOARD_MASTER_KEY=new,current)")
+            throw ConfigurationError("none of the configured master keys opens the secret of \(what): give the current key too (SWITCHBOARD_MASTER_KEY=new,current)")
         }
     }
 }
@@ -76,13 +72,13 @@ extension MasterKeyRotation {
         } else if let file = FileManager.default.contents(atPath: configuration.masterKeyFile) {
             keys = String(decoding: file, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         } else {
-            throw Failure(description: "no master key: set SWITCHBOARD_MASTER_KEY (or --master-key-file) to new,current")
+            throw ConfigurationError("no master key: set SWITCHBOARD_MASTER_KEY (or --master-key-file) to new,current")
         }
         let secrets: SecretBox
         do {
             secrets = try SecretBox(base64: keys)
         } catch {
-            throw Failure(description: "SWITCHBOARD_MASTER_KEY: \(error)")
+            throw ConfigurationError("SWITCHBOARD_MASTER_KEY: \(error)")
         }
         if let url = configuration.databaseURL {
             let store = try PostgresStore(url: url, settings: configuration.postgres, logger: logger)
@@ -93,7 +89,7 @@ extension MasterKeyRotation {
             }
         }
         guard FileManager.default.fileExists(atPath: configuration.sqlitePath) else {
-            throw Failure(description: "no SQLite file at \(configuration.sqlitePath): set --sqlite-path (or --database-url)")
+            throw ConfigurationError("no SQLite file at \(configuration.sqlitePath): set --sqlite-path (or --database-url)")
         }
         let store = try await SQLiteStore.open(path: configuration.sqlitePath, logger: logger)
         do {
