@@ -62,7 +62,7 @@ struct SignalingHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             // One small receive buffer per socket: the default pool keeps up to four that grow
             // to 64 KiB and never shrink, which would dominate an idle socket's memory.
             if let options = channel.syncOptions {
-                try options.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 1024, maximum: 2048))
+                try options.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 2048))
                 try options.setOption(.maxMessagesPerRead, value: 1)
                 try options.setOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             }
