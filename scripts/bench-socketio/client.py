@@ -19,6 +19,8 @@ Targets:
                         access tokens are minted through the REST API (POST /v1/tokens)
   --target socketio     server.py of this folder (`python-socketio[client]`, websocket
                         transport only)
+  --target socketio-raw server.py, but the socket.io packets written and parsed by hand over a
+                        `websockets` connection, as for Switchboard (same client cost)
 
     python client.py --target switchboard --url http://127.0.0.1:8080 --admin-token T --server-pid 123
     python client.py --target socketio --url http://127.0.0.1:8000 --server-pid 456
@@ -275,6 +277,69 @@ class SocketIOTarget:
         await self.b.disconnect()
 
 
+class RawSocketIOTarget:
+    """The same two socket.io sessions, but spoken by hand over a `websockets` connection (Engine.IO 4 /
+    Socket.IO 5 text packets: `40{auth}` connect, `421["signal",…]` event with ack id 1, `431[…]` ack,
+    `42["signal",…]` delivery, `2`/`3` ping/pong), so the client costs what the Switchboard client costs."""
+
+    def __init__(self, args: argparse.Namespace, tracker: Tracker) -> None:
+        self.args = args
+        self.tracker = tracker
+        self.readers: list[asyncio.Task] = []
+        self.next_ack = 0
+        self.acks: dict[int, int] = {}  # socket.io ack id → message number
+
+    async def connect(self) -> None:
+        import websockets.asyncio.client as wsclient
+
+        base = self.args.url.rstrip("/")
+        url = ("ws" + base[len("http"):] if base.startswith("http") else base) + "/socket.io/?EIO=4&transport=websocket"
+        self.sockets = {}
+        for peer in ("a", "b"):
+            socket = await wsclient.connect(url, compression=None, max_size=None, ping_interval=None)
+            opened = await socket.recv()
+            if not opened.startswith("0"):
+                raise RuntimeError(f"expected an Engine.IO open packet, got {opened!r}")
+            await socket.send("40" + json.dumps({"room": ROOM, "peerId": peer}))
+            connected = await socket.recv()
+            if not connected.startswith("40"):
+                raise RuntimeError(f"expected a Socket.IO connect packet, got {connected!r}")
+            self.sockets[peer] = socket
+        self.a = self.sockets["a"]
+        self.readers = [asyncio.create_task(self._read(self.a, True)),
+                        asyncio.create_task(self._read(self.sockets["b"], False))]
+
+    async def _read(self, socket, is_sender: bool) -> None:
+        tracker = self.tracker
+        async for text in socket:
+            if text == "2":
+                await socket.send("3")
+            elif is_sender and text.startswith("43"):
+                bracket = text.index("[")
+                n = self.acks.pop(int(text[2:bracket]), None)
+                response = json.loads(text[bracket:])
+                if n is not None and response and isinstance(response[0], dict) and response[0].get("ok"):
+                    tracker.acked(n)
+                else:
+                    tracker.failed(n, f"socket.io ack {text[:80]}")
+            elif not is_sender and text.startswith("42"):
+                event = json.loads(text[2:])
+                if event[0] == "signal":
+                    tracker.delivered(event[1]["data"]["n"])
+
+    async def send(self, n: int) -> None:
+        self.next_ack += 1
+        self.acks[self.next_ack] = n
+        await self.a.send(f"42{self.next_ack}" + json.dumps(["signal", {"to": "b", "data": payload(n)}],
+                                                            separators=(",", ":")))
+
+    async def close(self) -> None:
+        for socket in self.sockets.values():
+            await socket.close()
+        for reader in self.readers:
+            reader.cancel()
+
+
 # ---------------------------------------------------------------------------- runs
 
 async def sequential(target, tracker: Tracker, first: int, count: int) -> None:
@@ -308,7 +373,8 @@ async def paced(target, tracker: Tracker, first: int, count: int, rate: float) -
 
 async def run(args: argparse.Namespace) -> dict:
     tracker = Tracker()
-    target = SwitchboardTarget(args, tracker) if args.target == "switchboard" else SocketIOTarget(args, tracker)
+    target = {"switchboard": SwitchboardTarget, "socketio": SocketIOTarget, "socketio-raw": RawSocketIOTarget}[args.target](
+        args, tracker)
     await target.connect()
     try:
         drive = (lambda first, count: paced(target, tracker, first, count, args.rate)) if args.rate else \
@@ -365,7 +431,7 @@ def line(r: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", choices=["switchboard", "socketio"], required=True)
+    parser.add_argument("--target", choices=["switchboard", "socketio", "socketio-raw"], required=True)
     parser.add_argument("--url", required=True, help="server base URL, http://host:port")
     parser.add_argument("--admin-token", help="switchboard: operator token (creates a throw-away tenant)")
     parser.add_argument("--api-key", help="switchboard: tenant API key (instead of --admin-token)")

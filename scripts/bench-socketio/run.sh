@@ -10,7 +10,9 @@
 #   BENCH_VENV      Python venv (default ${TMPDIR:-/tmp}/sb-sio-venv; created and filled
 #                   from PyPI when missing)
 #   BENCH_TARGETS   "switchboard socketio" (default); any of switchboard, socketio (server.py
-#                   on aiohttp), socketio-uvicorn (server.py as ASGI under uvicorn[standard])
+#                   on aiohttp), socketio-uvicorn (server.py as ASGI under uvicorn[standard]),
+#                   socketio-raw (server.py on aiohttp, driven by a hand-written socket.io client
+#                   on `websockets`, the same client code path as for switchboard)
 #   BENCH_RATE      0 (default) = sequential round trips; R = pipelined, R messages/s
 #   BENCH_WARMUP    warm-up messages (default 1000)
 #   BENCH_SPACERS   switchboard: HTTP requests between connecting A and B (default 0): with
@@ -94,15 +96,16 @@ for target in $targets; do
             --server-pid "$server" --label "switchboard" --spacers "${BENCH_SPACERS:-0}" "${client_args[@]}" || { echo "switchboard: client failed" >&2; failed=1; }
         if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
         ;;
-    socketio | socketio-uvicorn)
-        mode=aiohttp label=socket.io
+    socketio | socketio-uvicorn | socketio-raw)
+        mode=aiohttp label=socket.io client=socketio
         [[ $target == socketio-uvicorn ]] && mode=uvicorn label=sio-uvicorn
+        [[ $target == socketio-raw ]] && label=sio-raw client=socketio-raw
         port=$(free_ports 1)
         "$py" "$here/server.py" --host 127.0.0.1 --port "$port" --mode "$mode" >"$work/$target.log" 2>&1 &
         server=$!
         pids+=("$server")
         wait_http "http://127.0.0.1:$port/socket.io/?EIO=4&transport=polling" || { cat "$work/$target.log" >&2; exit 1; }
-        "$py" "$here/client.py" --target socketio --url "http://127.0.0.1:$port" \
+        "$py" "$here/client.py" --target "$client" --url "http://127.0.0.1:$port" \
             --server-pid "$server" --label "$label" "${client_args[@]}" || { echo "$label: client failed" >&2; failed=1; }
         ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
