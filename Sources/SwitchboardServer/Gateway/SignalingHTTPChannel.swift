@@ -15,10 +15,10 @@ enum UpgradeDecision: Sendable {
 }
 
 /// The public port's HTTP/1 child channel: Hummingbird's router for plain requests, and for
-/// `GET /v1/signal` upgrades a lean WebSocket pipeline whose last handler is a plain
-/// event-loop ``SignalConnection`` — no NIOAsyncChannel and no task per socket, which is
-/// what keeps an idle session at a few KB (Hummingbird's WebSocket keeps a task per socket,
-/// ≈ 30 KB here).
+/// `GET /v1/signal` upgrades a WebSocket pipeline whose only handler is a plain event-loop
+/// ``SignalConnection`` that frames its own bytes (``WebSocketWire``) — no NIOAsyncChannel,
+/// no task and no codec handlers per socket, which is what keeps an idle session at a few
+/// KB (Hummingbird's WebSocket keeps a task per socket, ≈ 30 KB here).
 ///
 /// A refused upgrade is answered here with the authorizer's status and JSON body: NIO has
 /// already consumed the request, so it cannot reach the router.
@@ -29,6 +29,8 @@ struct SignalingHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     struct Configuration: Sendable {
         var http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
         var signalPath = "/v1/signal"
+        /// Not read here: ``SignalConnection`` parses frames with its environment's
+        /// `limits.maxFrameBytes`, which the node sets from the same configuration value.
         var maxFrameBytes = 64 * 1024
         /// First request head plus authorization must finish within this.
         var handshakeTimeout: TimeAmount = .seconds(10)
@@ -67,22 +69,12 @@ struct SignalingHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 try options.setOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             }
             let state = NIOLoopBoundBox(Handshake.none, eventLoop: channel.eventLoop)
-            let webSocket = NIOTypedWebSocketServerUpgrader<Outcome>(
-                maxFrameSize: configuration.maxFrameBytes,
-                enableAutomaticErrorHandling: false,
+            let webSocket = SignalingWebSocketUpgrader(
+                state: state,
                 shouldUpgrade: { channel, head in self.decide(channel: channel, head: head, state: state) },
-                upgradePipelineHandler: { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard case .accepted(let connect) = state.value else {
-                            throw ChannelError.inappropriateOperationForState
-                        }
-                        state.value = .none
-                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(connect, channel))
-                        return Outcome.webSocket
-                    }
-                })
+                makeHandler: makeHandler)
             let upgrade = NIOTypedHTTPServerUpgradeConfiguration<Outcome>(
-                upgraders: [RefusalTrackingUpgrader(inner: webSocket, state: state)],
+                upgraders: [webSocket],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
@@ -173,24 +165,49 @@ struct SignalingHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     }
 }
 
-/// Records a 400 refusal before NIO validates `Sec-WebSocket-Key`/`-Version` (which fails
-/// before `shouldUpgrade` runs), so every consumed upgrade request gets an answer;
-/// `shouldUpgrade` overwrites it.
-struct RefusalTrackingUpgrader: NIOTypedHTTPServerProtocolUpgrader {
+/// The WebSocket upgrade (RFC 6455 §4.2) in place of NIOWebSocket's upgrader: the same
+/// header checks and `Sec-WebSocket-Accept`, but the only handler it installs is the
+/// connection's own (``SignalConnection`` frames its bytes with ``WebSocketWire``), so no
+/// codec handlers are made for each socket. Bytes that arrive behind the upgrade request
+/// reach that handler: NIO's upgrade handler buffers them and replays them once `upgrade`
+/// is done.
+///
+/// Every consumed upgrade request gets an answer: a 400 refusal is recorded before the
+/// headers are checked, and `shouldUpgrade` overwrites it with its decision.
+struct SignalingWebSocketUpgrader: NIOTypedHTTPServerProtocolUpgrader {
     typealias UpgradeResult = SignalingHTTPChannel.Outcome
-    let inner: NIOTypedWebSocketServerUpgrader<UpgradeResult>
-    let state: NIOLoopBoundBox<SignalingHTTPChannel.Handshake>
 
-    var supportedProtocol: String { inner.supportedProtocol }
-    var requiredUpgradeHeaders: [String] { inner.requiredUpgradeHeaders }
+    let state: NIOLoopBoundBox<SignalingHTTPChannel.Handshake>
+    /// Records the decision in `state`; nil headers refuse the upgrade.
+    let shouldUpgrade: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<HTTPHeaders?>
+    let makeHandler: SignalingHTTPChannel.HandlerFactory
+
+    var supportedProtocol: String { "websocket" }
+    var requiredUpgradeHeaders: [String] { [] }
 
     func buildUpgradeResponse(channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
         state.value = .refused(.badRequest, APIError.body(code: "bad_request", message: "invalid WebSocket handshake"))
-        return inner.buildUpgradeResponse(channel: channel, upgradeRequest: upgradeRequest, initialResponseHeaders: initialResponseHeaders)
+        guard let key = WebSocketWire.handshakeKey(in: upgradeRequest.headers) else {
+            return channel.eventLoop.makeFailedFuture(NIOWebSocketUpgradeError.invalidUpgradeHeader)
+        }
+        return shouldUpgrade(channel, upgradeRequest).flatMapThrowing { headers in
+            guard var headers else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+            headers.replaceOrAdd(name: "Upgrade", value: "websocket")
+            headers.add(name: "Sec-WebSocket-Accept", value: WebSocketWire.acceptValue(key: key))
+            headers.replaceOrAdd(name: "Connection", value: "upgrade")
+            return headers
+        }
     }
 
     func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<UpgradeResult> {
-        inner.upgrade(channel: channel, upgradeRequest: upgradeRequest)
+        channel.eventLoop.makeCompletedFuture {
+            guard case .accepted(let connect) = state.value else {
+                throw ChannelError.inappropriateOperationForState
+            }
+            state.value = .none
+            try channel.pipeline.syncOperations.addHandler(makeHandler(connect, channel))
+            return .webSocket
+        }
     }
 }
 
