@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
+import NIOWebSocket
 import Testing
 
 @testable import SwitchboardServer
@@ -250,6 +252,47 @@ struct WebSocketWireTests {
         #expect(throws: Wire.Failure.self) { try parser.next(&buffer) }
     }
 
+    /// The same frames as NIOWebSocket's decoder, for random valid input cut at random places.
+    @Test(arguments: [1, 2, 3, 4, 5])
+    func agreesWithNIOsDecoderOnRandomFramesCutAnywhere(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        let lengths = [0, 1, 3, 8, 125, 126, 127, 1000, 65535, 65536, 70000]
+        var bytes: [UInt8] = []
+        for _ in 0..<40 {
+            let opcode: UInt8 = [0x0, 0x1, 0x2, 0x8, 0x9, 0xA][Int(random.next() % 6)]
+            let control = opcode & 0x8 != 0
+            let length = control ? Int(random.next() % 126) : lengths[Int(random.next() % UInt64(lengths.count))]
+            let payload = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let mask = (0..<4).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let fin = control || random.next() % 2 == 0
+            bytes += Self.clientFrame(opcode: opcode, payload: payload, fin: fin, mask: mask)
+        }
+        // Ours, fed in random pieces the way SignalConnection feeds it.
+        let parser = Wire.Parser(maxFrameBytes: 1 << 20)
+        var ours: [String] = []
+        var pending = ByteBuffer()
+        var offset = 0
+        while offset < bytes.count {
+            let piece = min(bytes.count - offset, 1 + Int(random.next() % 3000))
+            pending.writeBytes(bytes[offset..<(offset + piece)])
+            offset += piece
+            while let frame = try parser.next(&pending) {
+                ours.append("\(frame.fin) \(frame.opcode.rawValue) \(Self.unmasked(frame))")
+            }
+        }
+        #expect(pending.readableBytes == 0)
+        // NIO's, fed all at once.
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 1 << 20)))
+        try channel.writeInbound(ByteBuffer(bytes: bytes))
+        var theirs: [String] = []
+        while let frame = try channel.readInbound(as: WebSocketFrame.self) {
+            theirs.append("\(frame.fin) \(UInt8(webSocketOpcode: frame.opcode)) \(Array(buffer: frame.unmaskedData))")
+        }
+        _ = try channel.finish()
+        #expect(ours.count == 40)
+        #expect(ours == theirs)
+    }
+
     // MARK: Server frames
 
     @Test(arguments: [0, 1, 125, 126, 127, 65535, 65536, 100_000])
@@ -341,7 +384,7 @@ struct WebSocketUpgradeTests {
                 + WireSocket.frame(opcode: 0x9, payload: [1, 2, 3])
                 + WireSocket.frame(opcode: 0x1, payload: Array(#"{"type":"ping","id":"early"}"#.utf8))
                 + WireSocket.frame(opcode: 0x8, payload: [0x03, 0xE8]))
-            let (head, frames) = try Self.split(try socket.readToEnd(timeout: 5))
+            let (head, frames) = try Self.split(try socket.readToEnd(timeout: 15))
             #expect(head.hasPrefix("HTTP/1.1 101"), "\(head)")
             #expect(head.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "\(head)")
             #expect(frames.contains { $0.opcode == 0xA && $0.payload == [1, 2, 3] }, "no pong: \(frames.map(\.opcode))")
@@ -364,7 +407,7 @@ struct WebSocketUpgradeTests {
                 + WireSocket.frame(opcode: 0x0, payload: Array(message[20...]))
             for byte in bytes { try socket.send(raw: [byte]) }
             try socket.send(raw: WireSocket.frame(opcode: 0x8, payload: [0x03, 0xE8]))
-            let frames = Self.frames(in: try socket.readToEnd(timeout: 5))
+            let frames = Self.frames(in: try socket.readToEnd(timeout: 15))
             #expect(frames.contains { $0.opcode == 0xA && $0.payload == [9] })
             let answered = frames.contains { $0.opcode == 0x1 && $0.text.contains("\"pong\"") && $0.text.contains("in-pieces") }
             #expect(answered, "\(frames.map { ($0.opcode, $0.text) })")
@@ -381,7 +424,7 @@ struct WebSocketUpgradeTests {
         try await TestNode.with { node in
             let socket = try WireSocket.tcp(port: node.publicPort)
             try socket.send(raw: request)
-            let response = String(decoding: try socket.readToEnd(timeout: 5), as: UTF8.self)
+            let response = String(decoding: try socket.readToEnd(timeout: 15), as: UTF8.self)
             #expect(response.hasPrefix("HTTP/1.1 400"), "\(what): \(response)")
             #expect(response.contains(#""code":"bad_request""#), "\(what): \(response)")
         }
@@ -391,8 +434,25 @@ struct WebSocketUpgradeTests {
         try await TestNode.with { node in
             let socket = try WireSocket.tcp(port: node.publicPort)
             try socket.send(raw: Self.request(path: "/v1/signal?access_token=nope"))
-            let response = String(decoding: try socket.readToEnd(timeout: 5), as: UTF8.self)
+            let response = String(decoding: try socket.readToEnd(timeout: 15), as: UTF8.self)
             #expect(response.hasPrefix("HTTP/1.1 401"), "\(response)")
         }
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a random test is the same on every run.
+private struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
