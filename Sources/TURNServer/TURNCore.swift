@@ -20,6 +20,10 @@ final class TURNCore: @unchecked Sendable {
     private var machine: TURNServerMachine
     private var metrics: TURNMetrics
     private var udpListener: (any Channel)?
+    /// The listener's descriptor, for sending to UDP clients (see ``UDPSocket``).
+    private var udpSocket: UDPSocket?
+    /// The resolved `host` every socket binds to (relays with their own port).
+    private var bindAddress: SocketAddress?
     private var streamListeners: [any Channel] = []
     private var streams: [TURNClient: any Channel] = [:]
     private var relays: [AllocationID: Relay] = [:]
@@ -33,11 +37,20 @@ final class TURNCore: @unchecked Sendable {
     private let publish: @Sendable (TURNNodeStatus) -> Void
     private let clockBase = (wall: Int64(Date().timeIntervalSince1970 * 1000), uptime: NIODeadline.now())
 
-    struct Relay {
+    /// One relay socket; a class, so the per-packet lookup copies a reference.
+    final class Relay {
         let channel: any Channel
+        let socket: UDPSocket
         let handler: RelayHandler
         let port: Int
         var metrics: TURNMetrics.Relay?
+
+        init(channel: any Channel, socket: UDPSocket, handler: RelayHandler, port: Int) {
+            self.channel = channel
+            self.socket = socket
+            self.handler = handler
+            self.port = port
+        }
     }
 
     init(configuration: TURNServerConfiguration, publicIP: IPAddress, loop: any EventLoop, logger: Logger, metricsFactory: any MetricsFactory,
@@ -107,8 +120,13 @@ final class TURNCore: @unchecked Sendable {
     /// UDP, then TCP on the same port. With port 0 the kernel picks the UDP port, which may
     /// be taken for TCP: then both are tried again.
     private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
-        DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+        let socket: UDPSocket
+        do {
+            socket = try UDPSocket.bind(try resolvedBindAddress(port: configuration.port), reuseAddress: true)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        return DatagramBootstrap(group: loop)
             // recvmmsg: up to 16 datagrams per system call, each in a 2 KiB slot of one buffer
             // (the slot must hold a whole datagram, or it arrives truncated).
             .channelOption(.datagramVectorReadMessageCount, value: Self.vectorReadCount)
@@ -116,17 +134,28 @@ final class TURNCore: @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
             }
-            .bind(host: configuration.host, port: configuration.port)
+            .withBoundSocket(socket.descriptor)
             .flatMap { udp in
                 let port = udp.localAddress?.port ?? self.configuration.port
                 return self.bindStream(port: port, tls: nil)
-                    .map { tcp in (udp, tcp) }
+                    .map { tcp in
+                        self.udpSocket = socket
+                        return (udp, tcp)
+                    }
                     .flatMapError { error in
                         udp.close(promise: nil)
                         guard attemptsLeft > 1 else { return self.loop.makeFailedFuture(error) }
                         return self.bindListeners(attemptsLeft: attemptsLeft - 1)
                     }
             }
+    }
+
+    /// `host` resolved once (a name is looked up at start, never per allocation).
+    private func resolvedBindAddress(port: Int) throws -> SocketAddress {
+        var address = try bindAddress ?? SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
+        bindAddress = address
+        address.port = port
+        return address
     }
 
     private func bindStream(port: Int, tls: NIOSSLContext?) -> EventLoopFuture<any Channel> {
@@ -155,6 +184,7 @@ final class TURNCore: @unchecked Sendable {
         perform(machine.endAll())
         var channels: [any Channel] = streamListeners + Array(streams.values) + reserved.values.map(\.channel)
         if let udpListener { channels.append(udpListener) }
+        udpSocket = nil
         reserved = [:]
         streams = [:]
         streamListeners = []
@@ -267,17 +297,16 @@ final class TURNCore: @unchecked Sendable {
             // Relayed traffic is datagrams: when a socket cannot keep up, drop rather than queue
             // without bound (a peer flooding a slow TCP client must not grow our memory).
             if client.transport == .udp {
-                guard let udpListener, udpListener.isWritable else { return }
-                write(udpListener, AddressedEnvelope(remoteAddress: client.remote.socketAddress, data: bytes))
+                udpSocket?.send(bytes, to: client.remote)
             } else {
                 guard let stream = streams[client], stream.isWritable else { return }
                 write(stream, bytes)
             }
         case .sendToPeer(let payload, let id, let peer):
-            guard let relay = relays[id], relay.channel.isWritable else { return }
+            guard let relay = relays[id] else { return }
             relay.metrics?.packetsToPeer.increment()
             relay.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
-            write(relay.channel, AddressedEnvelope(remoteAddress: peer.socketAddress, data: payload))
+            relay.socket.send(payload, to: peer)
         case .openRelay(let request):
             openRelay(request)
         case .closeRelay(let id):
@@ -371,18 +400,23 @@ final class TURNCore: @unchecked Sendable {
     }
 
     private func bindSocket(port: Int) -> EventLoopFuture<Relay> {
-        DatagramBootstrap(group: loop)
+        let socket: UDPSocket
+        do {
+            socket = try UDPSocket.bind(try resolvedBindAddress(port: port), reuseAddress: false)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        return DatagramBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RelayHandler(core: self)) }
             }
-            .bind(host: configuration.host, port: port)
+            .withBoundSocket(socket.descriptor)
             .flatMapThrowing { channel in
-                Relay(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: RelayHandler.self), port: port)
+                Relay(channel: channel, socket: socket, handler: try channel.pipeline.syncOperations.handler(type: RelayHandler.self), port: port)
             }
     }
 
     private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {
-        var relay = relay
         relay.handler.allocation = request.allocation
         relay.metrics = TURNMetrics.Relay(tenant: request.tenant, factory: metrics.factory)
         usedPorts.insert(relay.port)
