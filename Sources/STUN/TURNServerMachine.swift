@@ -151,23 +151,29 @@ public struct TURNServerMachine: Sendable {
 
     /// ChannelData from a client: the hot path, one dictionary lookup and one action at most.
     public mutating func relayChannelData(_ bytes: ByteBuffer, from client: TURNClient, now: TURNTime) -> Action? {
+        // The allocation is read in place (`values[index]`): binding it to a local would copy
+        // the struct and retain each of its fields for every relayed packet.
         guard let channelData = ChannelData(decoding: bytes), let id = allocationByClient[client],
-            let allocation = allocations[id], let channel = allocation.channels[channelData.channel],
-            channel.expires > now, let permission = allocation.permissions[channel.peer.ip], permission > now
+            let index = allocations.index(forKey: id), let channel = allocations.values[index].channels[channelData.channel],
+            channel.expires > now, let permission = allocations.values[index].permissions[channel.peer.ip], permission > now
         else { return nil }
         return .sendToPeer(channelData.payload, allocation: id, peer: channel.peer)
     }
 
     /// A datagram that reached an allocation's relay socket from `peer`.
     public mutating func receiveFromPeer(_ payload: ByteBuffer, peer: TransportAddress, allocation id: AllocationID, now: TURNTime) -> Action? {
-        guard let allocation = allocations[id], let permission = allocation.permissions[peer.ip], permission > now else { return nil }
-        if let number = allocation.channelByPeer[peer], let channel = allocation.channels[number], channel.expires > now {
-            return .sendToClient(ChannelData(channel: number, payload: payload).encoded(padded: allocation.client.transport.isStream), allocation.client)
+        guard let index = allocations.index(forKey: id), let permission = allocations.values[index].permissions[peer.ip], permission > now
+        else { return nil }
+        let client = allocations.values[index].client
+        if let number = allocations.values[index].channelByPeer[peer], let channel = allocations.values[index].channels[number],
+            channel.expires > now
+        {
+            return .sendToClient(ChannelData(channel: number, payload: payload).encoded(padded: client.transport.isStream), client)
         }
         var encoder = STUNMessageEncoder(type: STUNMessageType(method: .data, class: .indication), transactionID: nextIndicationID())
         encoder.append(.xorPeerAddress, xorAddress: peer)
         encoder.append(.data, buffer: payload)
-        return .sendToClient(encoder.message, allocation.client)
+        return .sendToClient(encoder.message, client)
     }
 
     /// The relay socket of a pending Allocate is open at `relayed`; `reserved` is the port

@@ -239,7 +239,7 @@ final class TURNCore: @unchecked Sendable {
         guard let id = handler.allocation, let peer = TransportAddress(peer),
             let action = machine.receiveFromPeer(payload, peer: peer, allocation: id, now: now)
         else { return }
-        if let metrics = relays[id]?.metrics {
+        if let metrics = handler.metrics {
             metrics.packetsToClient.increment()
             metrics.bytesToClient.increment(by: Int64(payload.readableBytes))
         }
@@ -419,6 +419,7 @@ final class TURNCore: @unchecked Sendable {
     private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {
         relay.handler.allocation = request.allocation
         relay.metrics = TURNMetrics.Relay(tenant: request.tenant, factory: metrics.factory)
+        relay.handler.metrics = relay.metrics
         usedPorts.insert(relay.port)
         relays[request.allocation] = relay
         var reservedAddress: TransportAddress?

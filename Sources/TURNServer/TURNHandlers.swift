@@ -34,6 +34,8 @@ final class RelayHandler: ChannelInboundHandler {
     private let core: TURNCore
     /// Set when the socket is given to an allocation (a reserved port has none until claimed).
     var allocation: AllocationID?
+    /// The allocation's counters, kept here so a packet from a peer needs no lookup for them.
+    var metrics: TURNMetrics.Relay?
 
     init(core: TURNCore) { self.core = core }
 
