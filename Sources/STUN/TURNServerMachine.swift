@@ -151,29 +151,40 @@ public struct TURNServerMachine: Sendable {
 
     /// ChannelData from a client: the hot path, one dictionary lookup and one action at most.
     public mutating func relayChannelData(_ bytes: ByteBuffer, from client: TURNClient, now: TURNTime) -> Action? {
-        // The allocation is read in place (`values[index]`): binding it to a local would copy
-        // the struct and retain each of its fields for every relayed packet.
-        guard let channelData = ChannelData(decoding: bytes), let id = allocationByClient[client],
-            let index = allocations.index(forKey: id), let channel = allocations.values[index].channels[channelData.channel],
-            channel.expires > now, let permission = allocations.values[index].permissions[channel.peer.ip], permission > now
-        else { return nil }
-        return .sendToPeer(channelData.payload, allocation: id, peer: channel.peer)
+        guard let channelData = ChannelData(decoding: bytes), let id = allocationByClient[client] else { return nil }
+        return withAllocation(id) { allocation -> Action? in
+            guard let channel = allocation.channels[channelData.channel], channel.expires > now,
+                let permission = allocation.permissions[channel.peer.ip], permission > now
+            else { return nil }
+            return .sendToPeer(channelData.payload, allocation: id, peer: channel.peer)
+        } ?? nil
     }
 
     /// A datagram that reached an allocation's relay socket from `peer`.
     public mutating func receiveFromPeer(_ payload: ByteBuffer, peer: TransportAddress, allocation id: AllocationID, now: TURNTime) -> Action? {
-        guard let index = allocations.index(forKey: id), let permission = allocations.values[index].permissions[peer.ip], permission > now
-        else { return nil }
-        let client = allocations.values[index].client
-        if let number = allocations.values[index].channelByPeer[peer], let channel = allocations.values[index].channels[number],
-            channel.expires > now
-        {
-            return .sendToClient(ChannelData(channel: number, payload: payload).encoded(padded: client.transport.isStream), client)
+        let found = withAllocation(id) { allocation -> (client: TURNClient, channel: UInt16?)? in
+            guard let permission = allocation.permissions[peer.ip], permission > now else { return nil }
+            if let number = allocation.channelByPeer[peer], let channel = allocation.channels[number], channel.expires > now {
+                return (allocation.client, number)
+            }
+            return (allocation.client, nil)
+        }
+        guard let found = found ?? nil else { return nil }
+        if let number = found.channel {
+            return .sendToClient(ChannelData(channel: number, payload: payload).encoded(padded: found.client.transport.isStream), found.client)
         }
         var encoder = STUNMessageEncoder(type: STUNMessageType(method: .data, class: .indication), transactionID: nextIndicationID())
         encoder.append(.xorPeerAddress, xorAddress: peer)
         encoder.append(.data, buffer: payload)
-        return .sendToClient(encoder.message, client)
+        return .sendToClient(encoder.message, found.client)
+    }
+
+    /// Runs `body` on the allocation in place. The relay path reads allocations this way:
+    /// binding one to a local (`let allocation = allocations[id]`) copies the struct and
+    /// retains each of its fields for every relayed packet.
+    private mutating func withAllocation<Result>(_ id: AllocationID, _ body: (inout Allocation) -> Result) -> Result? {
+        guard let index = allocations.index(forKey: id) else { return nil }
+        return body(&allocations.values[index])
     }
 
     /// The relay socket of a pending Allocate is open at `relayed`; `reserved` is the port
