@@ -12,8 +12,18 @@ as scripts/turn-interop/run-ci does), then expects, each from a fresh client soc
   486  a second allocation for a tenant whose quota (1) is taken
   ---  aioice's own TURN client allocates, and a datagram crosses the relay both ways
 
+With --peer-policy it checks instead what a browser-like client (no test switches) can
+reach: on a node started without --turn-allow-loopback, ChannelBind to 127.0.0.1,
+10.0.0.1, 169.254.169.254, ::ffff:127.0.0.1 (IPv4-mapped) and 64:ff9b::7f00:1 (NAT64 of
+127.0.0.1) is refused — 403, or 443 for the IPv6 spellings on this IPv4 relay (a peer of
+another family) — and so is CreatePermission, except for 127.0.0.1 itself: that is the
+node's own address here, which a peer may use on the node's relay ports only (a
+permission covers an IP, not a port). Nothing the client sends toward any of them through
+the relay (Send indications to a listening loopback port) arrives.
+
 Usage: python3 -m venv venv && venv/bin/pip install aioice
        venv/bin/python scripts/turn-interop/aioice_check.py --switchboard .build/debug/switchboard
+       venv/bin/python scripts/turn-interop/aioice_check.py --switchboard .build/debug/switchboard --peer-policy
        venv/bin/python scripts/turn-interop/aioice_check.py --server 127.0.0.1:3478
          (a node started with --turn-secrets aioice-check-secret --turn-quota 1
           --turn-allow-loopback --turn-public-ip 127.0.0.1)
@@ -125,7 +135,10 @@ def main():
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--switchboard", help="path of the switchboard executable: start a node")
     target.add_argument("--server", help="HOST:PORT of a running node (quota 1, loopback allowed, this secret)")
+    parser.add_argument("--peer-policy", action="store_true", help="check the peer-address policy of a node without test switches")
     args = parser.parse_args()
+    if args.peer_policy:
+        return peer_policy(args)
     node = None
     if args.server:
         host, _, port = args.server.rpartition(":")
@@ -191,6 +204,90 @@ def main():
             node.terminate()
             node.wait(timeout=40)
     print(f"aioice: {len(checks) - len(failures)} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+INTERNAL_PEERS = ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::ffff:127.0.0.1", "64:ff9b::7f00:1"]
+
+
+def peer_policy(args):
+    """A node as deployed (no --turn-allow-loopback): internal peers are refused."""
+    node = None
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        server = (host, int(port))
+    else:
+        port, admin = free_port(), free_port()
+        node = subprocess.Popen(
+            [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
+             "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-relay-ports", "61000-61999",
+             "--log-format", "text"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = ("127.0.0.1", port)
+    failures = []
+    checks = []
+
+    def check(name, actual, expected):
+        checks.append(name)
+        status = "ok" if actual == expected else "FAILED"
+        print(f"{status:6} {name}: got {actual}, want {expected}")
+        if actual != expected:
+            failures.append(name)
+
+    def check_refused(name, code, refusals):
+        checks.append(name)
+        refused = code in refusals
+        print(f"{'ok' if refused else 'FAILED':6} {name} refused: got {code}, want {' or '.join(map(str, sorted(refusals)))}")
+        if not refused:
+            failures.append(name)
+
+    # A real UDP listener on 127.0.0.1: if the relay ever forwarded to it, it would hear it.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(1)
+    target_port = listener.getsockname()[1]
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                Client(server).challenge()
+                break
+            except (socket.timeout, ConnectionRefusedError):
+                if time.time() > deadline:
+                    raise
+        username, password = credentials(tenant="policy")
+        client = Client(server)
+        nonce = client.challenge()
+        allocated = client.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)], username, password, nonce)
+        check("allocation succeeds", allocated.message_class, stun.Class.RESPONSE)
+        for number, peer in enumerate(INTERNAL_PEERS):
+            # 443 (peer of another family) is as much a refusal as 403 for the IPv6 spellings.
+            refusals = {403} if ":" not in peer else {403, 443}
+            permission = client.request(stun.Method.CREATE_PERMISSION, [("XOR-PEER-ADDRESS", (peer, target_port))], username, password, nonce)
+            if peer == "127.0.0.1":
+                check("CreatePermission to the node's own address 127.0.0.1 (relay ports only)", error_code(permission), None)
+            else:
+                check_refused(f"CreatePermission to {peer}", error_code(permission), refusals)
+            bound = client.request(
+                stun.Method.CHANNEL_BIND, [("CHANNEL-NUMBER", 0x4000 + number), ("XOR-PEER-ADDRESS", (peer, target_port))],
+                username, password, nonce)
+            check_refused(f"ChannelBind to {peer} port {target_port}", error_code(bound), refusals)
+            send = stun.Message(message_method=stun.Method.SEND, message_class=stun.Class.INDICATION)
+            send.attributes["XOR-PEER-ADDRESS"] = (peer, target_port)
+            send.attributes["DATA"] = b"should never arrive"
+            client.sock.sendto(bytes(send), server)
+        try:
+            data, _ = listener.recvfrom(65535)
+            heard = data
+        except socket.timeout:
+            heard = None
+        check("nothing reached the loopback listener through the relay", heard, None)
+    finally:
+        listener.close()
+        if node:
+            node.terminate()
+            node.wait(timeout=40)
+    print(f"aioice peer policy: {len(checks) - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 
