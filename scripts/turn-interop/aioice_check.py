@@ -130,6 +130,56 @@ async def relay_round_trip(server):
         echo.close()
 
 
+class Checks:
+    """Counts and prints named expectations."""
+
+    def __init__(self):
+        self.names = []
+        self.failures = []
+
+    def check(self, name, actual, expected):
+        self.names.append(name)
+        status = "ok" if actual == expected else "FAILED"
+        print(f"{status:6} {name}: got {actual}, want {expected}")
+        if actual != expected:
+            self.failures.append(name)
+
+    def refused(self, name, code, refusals):
+        self.names.append(name)
+        ok = code in refusals
+        print(f"{'ok' if ok else 'FAILED':6} {name} refused: got {code}, want {' or '.join(map(str, sorted(refusals)))}")
+        if not ok:
+            self.failures.append(name)
+
+    def report(self, what):
+        print(f"{what}: {len(self.names) - len(self.failures)} passed, {len(self.failures)} failed")
+        return 1 if self.failures else 0
+
+
+def start_or_reach(args, extra):
+    """(server address, node process or None): --server, or a node started with `extra` flags."""
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        return (host, int(port)), None
+    port, admin = free_port(), free_port()
+    node = subprocess.Popen(
+        [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
+         "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-relay-ports", "61000-61999",
+         "--log-format", "text", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return ("127.0.0.1", port), node
+
+
+def wait_until_answering(server):
+    deadline = time.time() + 10
+    while True:
+        try:
+            return Client(server).challenge()
+        except (socket.timeout, ConnectionRefusedError):
+            if time.time() > deadline:
+                raise
+
+
 def main():
     parser = argparse.ArgumentParser()
     target = parser.add_mutually_exclusive_group(required=True)
@@ -139,37 +189,12 @@ def main():
     args = parser.parse_args()
     if args.peer_policy:
         return peer_policy(args)
-    node = None
-    if args.server:
-        host, _, port = args.server.rpartition(":")
-        server = (host, int(port))
-    else:
-        port, admin = free_port(), free_port()
-        node = subprocess.Popen(
-            [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
-             "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-allow-loopback", "--turn-quota", "1",
-             "--turn-relay-ports", "61000-61999", "--log-format", "text"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        server = ("127.0.0.1", port)
-    failures = []
-    checks = []
-
-    def check(name, actual, expected):
-        checks.append(name)
-        status = "ok" if actual == expected else "FAILED"
-        print(f"{status:6} {name}: got {actual}, want {expected}")
-        if actual != expected:
-            failures.append(name)
+    server, node = start_or_reach(args, ["--turn-allow-loopback", "--turn-quota", "1"])
+    checks = Checks()
+    check = checks.check
 
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                nonce = Client(server).challenge()
-                break
-            except (socket.timeout, ConnectionRefusedError):
-                if time.time() > deadline:
-                    raise
+        wait_until_answering(server)
         client = Client(server)
         unauthenticated = client.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)])
         check("401 without credentials", error_code(unauthenticated), 401)
@@ -203,8 +228,7 @@ def main():
         if node:
             node.terminate()
             node.wait(timeout=40)
-    print(f"aioice: {len(checks) - len(failures)} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return checks.report("aioice")
 
 
 INTERNAL_PEERS = ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::ffff:127.0.0.1", "64:ff9b::7f00:1"]
@@ -212,34 +236,9 @@ INTERNAL_PEERS = ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::ffff:127.0.0.1"
 
 def peer_policy(args):
     """A node as deployed (no --turn-allow-loopback): internal peers are refused."""
-    node = None
-    if args.server:
-        host, _, port = args.server.rpartition(":")
-        server = (host, int(port))
-    else:
-        port, admin = free_port(), free_port()
-        node = subprocess.Popen(
-            [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
-             "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-relay-ports", "61000-61999",
-             "--log-format", "text"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        server = ("127.0.0.1", port)
-    failures = []
-    checks = []
-
-    def check(name, actual, expected):
-        checks.append(name)
-        status = "ok" if actual == expected else "FAILED"
-        print(f"{status:6} {name}: got {actual}, want {expected}")
-        if actual != expected:
-            failures.append(name)
-
-    def check_refused(name, code, refusals):
-        checks.append(name)
-        refused = code in refusals
-        print(f"{'ok' if refused else 'FAILED':6} {name} refused: got {code}, want {' or '.join(map(str, sorted(refusals)))}")
-        if not refused:
-            failures.append(name)
+    server, node = start_or_reach(args, [])
+    checks = Checks()
+    check, check_refused = checks.check, checks.refused
 
     # A real UDP listener on 127.0.0.1: if the relay ever forwarded to it, it would hear it.
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -247,14 +246,7 @@ def peer_policy(args):
     listener.settimeout(1)
     target_port = listener.getsockname()[1]
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                Client(server).challenge()
-                break
-            except (socket.timeout, ConnectionRefusedError):
-                if time.time() > deadline:
-                    raise
+        wait_until_answering(server)
         username, password = credentials(tenant="policy")
         client = Client(server)
         nonce = client.challenge()
@@ -287,8 +279,7 @@ def peer_policy(args):
         if node:
             node.terminate()
             node.wait(timeout=40)
-    print(f"aioice peer policy: {len(checks) - len(failures)} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return checks.report("aioice peer policy")
 
 
 if __name__ == "__main__":
