@@ -59,6 +59,10 @@ public struct TURNServerMachine: Sendable {
     public enum Action: Sendable {
         /// Send `bytes` to the client over its 5-tuple.
         case sendToClient(ByteBuffer, TURNClient)
+        /// Send `data` to the client as a ChannelData message — padded to 4 bytes over TCP and
+        /// TLS; over UDP the shell can send the header and the peer's payload as one datagram
+        /// without copying the payload into a new buffer.
+        case sendChannelDataToClient(ChannelData, TURNClient)
         /// Send `payload` from the allocation's relay socket to `peer`.
         case sendToPeer(ByteBuffer, allocation: AllocationID, peer: TransportAddress)
         /// Open a relay socket; answer with ``relayOpened(_:relayed:reserved:now:)`` or ``relayFailed(_:now:)``.
@@ -171,7 +175,7 @@ public struct TURNServerMachine: Sendable {
         }
         guard let found = found ?? nil else { return nil }
         if let number = found.channel {
-            return .sendToClient(ChannelData(channel: number, payload: payload).encoded(padded: found.client.transport.isStream), found.client)
+            return .sendChannelDataToClient(ChannelData(channel: number, payload: payload), found.client)
         }
         var encoder = STUNMessageEncoder(type: STUNMessageType(method: .data, class: .indication), transactionID: nextIndicationID())
         encoder.append(.xorPeerAddress, xorAddress: peer)

@@ -302,6 +302,13 @@ final class TURNCore: @unchecked Sendable {
                 guard let stream = streams[client], stream.isWritable else { return }
                 write(stream, bytes)
             }
+        case .sendChannelDataToClient(let data, let client):
+            if client.transport == .udp {
+                udpSocket?.send(data, to: client.remote)
+            } else {
+                guard let stream = streams[client], stream.isWritable else { return }
+                write(stream, data.encoded(padded: true))
+            }
         case .sendToPeer(let payload, let id, let peer):
             guard let relay = relays[id] else { return }
             relay.metrics?.packetsToPeer.increment()

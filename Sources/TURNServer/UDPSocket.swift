@@ -76,32 +76,64 @@ struct UDPSocket {
     @discardableResult
     func send(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
         bytes.withUnsafeReadableBytes { payload in
-            switch destination.ip {
-            case .v4(let v4):
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = destination.port.bigEndian
-                address.sin_addr.s_addr = v4.value.bigEndian
-                return withUnsafePointer(to: &address) { pointer in
-                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                        sendto(descriptor, payload.baseAddress, payload.count, CInt(MSG_DONTWAIT), socketAddress,
-                            socklen_t(MemoryLayout<sockaddr_in>.size)) >= 0
+            Self.withSocketAddress(destination) { address, length in
+                sendto(descriptor, payload.baseAddress, payload.count, CInt(MSG_DONTWAIT), address, length) >= 0
+            }
+        }
+    }
+
+    /// Sends a ChannelData message (RFC 8656 §12.4, unpadded: UDP) as one datagram gathered
+    /// from its 4-byte header and the payload where it lies — no copy into a new buffer.
+    @discardableResult
+    func send(_ data: ChannelData, to destination: TransportAddress) -> Bool {
+        let length = UInt16(truncatingIfNeeded: data.payload.readableBytes)
+        var header: (UInt8, UInt8, UInt8, UInt8) = (
+            UInt8(truncatingIfNeeded: data.channel >> 8), UInt8(truncatingIfNeeded: data.channel),
+            UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)
+        )
+        return withUnsafeMutableBytes(of: &header) { headerBytes in
+            data.payload.withUnsafeReadableBytes { payload in
+                Self.withSocketAddress(destination) { address, addressLength in
+                    var vectors = (
+                        iovec(iov_base: headerBytes.baseAddress, iov_len: 4),
+                        iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)
+                    )
+                    return withUnsafeMutableBytes(of: &vectors) { vectorBytes in
+                        var message = msghdr()
+                        message.msg_name = UnsafeMutableRawPointer(mutating: address)
+                        message.msg_namelen = addressLength
+                        message.msg_iov = vectorBytes.baseAddress?.assumingMemoryBound(to: iovec.self)
+                        message.msg_iovlen = 2
+                        return sendmsg(descriptor, &message, CInt(MSG_DONTWAIT)) >= 0
                     }
                 }
-            case .v6(let v6):
-                var address = sockaddr_in6()
-                address.sin6_family = sa_family_t(AF_INET6)
-                address.sin6_port = destination.port.bigEndian
-                withUnsafeMutableBytes(of: &address.sin6_addr) { bytes in
-                    for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: v6.high >> (56 - 8 * UInt64(index))) }
-                    for index in 0..<8 { bytes[8 + index] = UInt8(truncatingIfNeeded: v6.low >> (56 - 8 * UInt64(index))) }
-                }
-                return withUnsafePointer(to: &address) { pointer in
-                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                        sendto(descriptor, payload.baseAddress, payload.count, CInt(MSG_DONTWAIT), socketAddress,
-                            socklen_t(MemoryLayout<sockaddr_in6>.size)) >= 0
-                    }
-                }
+            }
+        }
+    }
+
+    /// `destination` as a `sockaddr_in`/`sockaddr_in6` on the stack.
+    private static func withSocketAddress<Result>(
+        _ destination: TransportAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result
+    ) -> Result {
+        switch destination.ip {
+        case .v4(let v4):
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = destination.port.bigEndian
+            address.sin_addr.s_addr = v4.value.bigEndian
+            return withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        case .v6(let v6):
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = destination.port.bigEndian
+            withUnsafeMutableBytes(of: &address.sin6_addr) { bytes in
+                for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: v6.high >> (56 - 8 * UInt64(index))) }
+                for index in 0..<8 { bytes[8 + index] = UInt8(truncatingIfNeeded: v6.low >> (56 - 8 * UInt64(index))) }
+            }
+            return withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
             }
         }
     }

@@ -408,11 +408,12 @@ extension [TURNServerMachine.Action] {
         }
         #expect(sent == payload && to == peer)
         #expect(harness.machine.relayChannelData(ChannelData(channel: 0x4005, payload: payload).encoded(padded: false), from: client, now: harness.now).isNone)
-        guard case .sendToClient(let back, _)? = harness.machine.receiveFromPeer(payload, peer: peer, allocation: id, now: harness.now) else {
+        guard case .sendChannelDataToClient(let back, let to)? = harness.machine.receiveFromPeer(payload, peer: peer, allocation: id, now: harness.now)
+        else {
             Issue.record("peer data not relayed")
             return
         }
-        #expect(back == ChannelData(channel: 0x4001, payload: payload).encoded(padded: false))
+        #expect(back.channel == 0x4001 && back.payload == payload && to == client)
 
         // the permission (300 s) lapses before the channel (600 s); refreshing it revives the channel
         _ = harness.advance(seconds: 300)
@@ -433,11 +434,13 @@ extension [TURNServerMachine.Action] {
                 $0.append(.channelNumber, bytes: [0x40, 0x00, 0, 0])
                 $0.append(.xorPeerAddress, xorAddress: peer)
             }, from: client)
-        guard case .sendToClient(let back, _)? = harness.machine.receiveFromPeer(ByteBuffer(bytes: [1]), peer: peer, allocation: id, now: harness.now) else {
+        guard case .sendChannelDataToClient(let back, let to)? = harness.machine.receiveFromPeer(ByteBuffer(bytes: [1]), peer: peer, allocation: id, now: harness.now)
+        else {
             Issue.record("peer data not relayed")
             return
         }
-        #expect(back.readableBytes == 8)
+        // the shell pads it for the stream: 4-byte header, 1 byte of data, 3 of padding
+        #expect(to.transport == .tcp && back.encoded(padded: to.transport.isStream).readableBytes == 8)
     }
 
     @Test func evenPortReservationAndToken() throws {
