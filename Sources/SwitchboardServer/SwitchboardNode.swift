@@ -221,8 +221,7 @@ public final class SwitchboardNode: Sendable {
                 return ((try? RawJSON(encoding: servers)) ?? .emptyArray, credentials?.expiresAt)
             })
         let authorizer = UpgradeAuthorizer(node: node)
-        var channel = SignalingHTTPChannel.Configuration()
-        channel.maxFrameBytes = configuration.maxFrameBytes
+        let channel = SignalingHTTPChannel.Configuration()
         return Application(
             router: router,
             server: .signaling(

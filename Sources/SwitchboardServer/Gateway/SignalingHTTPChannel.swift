@@ -29,9 +29,6 @@ struct SignalingHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     struct Configuration: Sendable {
         var http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
         var signalPath = "/v1/signal"
-        /// Not read here: ``SignalConnection`` parses frames with its environment's
-        /// `limits.maxFrameBytes`, which the node sets from the same configuration value.
-        var maxFrameBytes = 64 * 1024
         /// First request head plus authorization must finish within this.
         var handshakeTimeout: TimeAmount = .seconds(10)
     }
