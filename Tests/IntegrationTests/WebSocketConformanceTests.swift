@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Signaling
 import SwitchboardClient
 import Testing
@@ -17,8 +18,15 @@ struct WebSocketConformanceTests {
 
     static func connect(_ node: TestNode, _ tenant: TestTenant, peer: String, room: String = "room-1") async throws -> WireSocket {
         let token = try await node.token(tenant, room: room, peer: peer)
-        let socket = try WireSocket.connect(port: node.publicPort, path: "/v1/signal?access_token=\(token)")
-        return socket
+        return try await open(node, path: "/v1/signal?access_token=\(token)")
+    }
+
+    /// The blocking handshake runs on NIO's thread pool, not the cooperative pool: the
+    /// in-process node authorizes the upgrade on the cooperative pool, and two suites blocked
+    /// there at once on a 2-core machine would starve it until their timeouts.
+    static func open(_ node: TestNode, path: String) async throws -> WireSocket {
+        let port = node.publicPort
+        return try await NIOThreadPool.singleton.runIfActive { try WireSocket.connect(port: port, path: path) }
     }
 
     static func expectCleanClose(_ outcome: WireSocket.Outcome, code: Int, _ what: String) {
@@ -176,7 +184,7 @@ struct WebSocketConformanceTests {
             let tenant = try await node.createTenant()
             // exp + the 30 s leeway falls 0.5–1.5 s from now.
             let token = try await node.token(tenant, peer: "short-lived", ttl: -28.5)
-            let socket = try WireSocket.connect(port: node.publicPort, path: "/v1/signal?access_token=\(token)")
+            let socket = try await Self.open(node, path: "/v1/signal?access_token=\(token)")
             let started = ContinuousClock.now
             let outcome = try await socket.runUntilClosed(timeout: .seconds(6))
             Self.expectCleanClose(outcome, code: 1008, "token expiry")
