@@ -161,7 +161,7 @@ public struct TURNServerMachine: Sendable {
                 let permission = allocation.permissions[channel.peer.ip], permission > now
             else { return nil }
             return .sendToPeer(channelData.payload, allocation: id, peer: channel.peer)
-        } ?? nil
+        }
     }
 
     /// A datagram that reached an allocation's relay socket from `peer`.
@@ -173,7 +173,7 @@ public struct TURNServerMachine: Sendable {
             }
             return (allocation.client, nil)
         }
-        guard let found = found ?? nil else { return nil }
+        guard let found else { return nil }
         if let number = found.channel {
             return .sendChannelDataToClient(ChannelData(channel: number, payload: payload), found.client)
         }
@@ -186,7 +186,7 @@ public struct TURNServerMachine: Sendable {
     /// Runs `body` on the allocation in place. The relay path reads allocations this way:
     /// binding one to a local (`let allocation = allocations[id]`) copies the struct and
     /// retains each of its fields for every relayed packet.
-    private mutating func withAllocation<Result>(_ id: AllocationID, _ body: (inout Allocation) -> Result) -> Result? {
+    private mutating func withAllocation<Result>(_ id: AllocationID, _ body: (inout Allocation) -> Result?) -> Result? {
         guard let index = allocations.index(forKey: id) else { return nil }
         return body(&allocations.values[index])
     }

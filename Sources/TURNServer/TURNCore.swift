@@ -37,13 +37,13 @@ final class TURNCore: @unchecked Sendable {
     private let publish: @Sendable (TURNNodeStatus) -> Void
     private let clockBase = (wall: Int64(Date().timeIntervalSince1970 * 1000), uptime: NIODeadline.now())
 
-    /// One relay socket; a class, so the per-packet lookup copies a reference.
+    /// One relay socket (its allocation's counters are on its handler); a class, so the
+    /// per-packet lookup copies a reference.
     final class Relay {
         let channel: any Channel
         let socket: UDPSocket
         let handler: RelayHandler
         let port: Int
-        var metrics: TURNMetrics.Relay?
 
         init(channel: any Channel, socket: UDPSocket, handler: RelayHandler, port: Int) {
             self.channel = channel
@@ -120,13 +120,7 @@ final class TURNCore: @unchecked Sendable {
     /// UDP, then TCP on the same port. With port 0 the kernel picks the UDP port, which may
     /// be taken for TCP: then both are tried again.
     private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
-        let socket: UDPSocket
-        do {
-            socket = try UDPSocket.bind(try resolvedBindAddress(port: configuration.port), reuseAddress: true)
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
-        return DatagramBootstrap(group: loop)
+        let bootstrap = DatagramBootstrap(group: loop)
             // recvmmsg: up to 16 datagrams per system call, each in a 2 KiB slot of one buffer
             // (the slot must hold a whole datagram, or it arrives truncated).
             .channelOption(.datagramVectorReadMessageCount, value: Self.vectorReadCount)
@@ -134,8 +128,8 @@ final class TURNCore: @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
             }
-            .withBoundSocket(socket.descriptor)
-            .flatMap { udp in
+        return bindUDP(port: configuration.port, reuseAddress: true, bootstrap)
+            .flatMap { udp, socket in
                 let port = udp.localAddress?.port ?? self.configuration.port
                 return self.bindStream(port: port, tls: nil)
                     .map { tcp in
@@ -150,12 +144,19 @@ final class TURNCore: @unchecked Sendable {
             }
     }
 
-    /// `host` resolved once (a name is looked up at start, never per allocation).
-    private func resolvedBindAddress(port: Int) throws -> SocketAddress {
-        var address = try bindAddress ?? SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
-        bindAddress = address
-        address.port = port
-        return address
+    /// A UDP socket of ours (``UDPSocket``) bound to `host` and `port`, read through a
+    /// datagram channel made by `bootstrap`.
+    private func bindUDP(port: Int, reuseAddress: Bool, _ bootstrap: DatagramBootstrap) -> EventLoopFuture<(any Channel, UDPSocket)> {
+        do {
+            // `host` is resolved once: a name is looked up at start, never per allocation.
+            var address = try bindAddress ?? SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
+            bindAddress = address
+            address.port = port
+            let socket = try UDPSocket.bind(address, reuseAddress: reuseAddress)
+            return bootstrap.withBoundSocket(socket.descriptor).map { channel in (channel, socket) }
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
     }
 
     private func bindStream(port: Int, tls: NIOSSLContext?) -> EventLoopFuture<any Channel> {
@@ -276,9 +277,9 @@ final class TURNCore: @unchecked Sendable {
         flushPending()
     }
 
-    /// Relayed datagrams are written without a flush; the handler that read them flushes
-    /// every touched socket once per read burst, so NIO can hand the kernel several
-    /// datagrams in one `sendmmsg`.
+    /// Data relayed to TCP and TLS clients is written without a flush; the handler that read
+    /// it (a relay socket's or a stream's) flushes every touched stream once per read burst.
+    /// UDP goes out at once, on the socket (``UDPSocket``).
     func flushPending() {
         guard !unflushed.isEmpty else { return }
         for channel in unflushed.values { channel.flush() }
@@ -311,8 +312,8 @@ final class TURNCore: @unchecked Sendable {
             }
         case .sendToPeer(let payload, let id, let peer):
             guard let relay = relays[id] else { return }
-            relay.metrics?.packetsToPeer.increment()
-            relay.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
+            relay.handler.metrics?.packetsToPeer.increment()
+            relay.handler.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
             relay.socket.send(payload, to: peer)
         case .openRelay(let request):
             openRelay(request)
@@ -407,26 +408,19 @@ final class TURNCore: @unchecked Sendable {
     }
 
     private func bindSocket(port: Int) -> EventLoopFuture<Relay> {
-        let socket: UDPSocket
-        do {
-            socket = try UDPSocket.bind(try resolvedBindAddress(port: port), reuseAddress: false)
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
-        return DatagramBootstrap(group: loop)
+        let bootstrap = DatagramBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RelayHandler(core: self)) }
             }
-            .withBoundSocket(socket.descriptor)
-            .flatMapThrowing { channel in
+        return bindUDP(port: port, reuseAddress: false, bootstrap)
+            .flatMapThrowing { channel, socket in
                 Relay(channel: channel, socket: socket, handler: try channel.pipeline.syncOperations.handler(type: RelayHandler.self), port: port)
             }
     }
 
     private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {
         relay.handler.allocation = request.allocation
-        relay.metrics = TURNMetrics.Relay(tenant: request.tenant, factory: metrics.factory)
-        relay.handler.metrics = relay.metrics
+        relay.handler.metrics = TURNMetrics.Relay(tenant: request.tenant, factory: metrics.factory)
         usedPorts.insert(relay.port)
         relays[request.allocation] = relay
         var reservedAddress: TransportAddress?

@@ -18,10 +18,6 @@ final class UDPListenerHandler: ChannelInboundHandler {
         core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        core.flushPending()
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP errors surface here as read errors on Linux; the listener keeps serving.
     }

@@ -30,15 +30,18 @@ extension TransportAddress {
         }
     }
 
-    /// The socket address for sending.
-    var socketAddress: SocketAddress {
+    /// Calls `body` with this address as a `sockaddr_in`/`sockaddr_in6` on the stack (for
+    /// `sendto`/`sendmsg`, see ``UDPSocket``).
+    func withSockAddr<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
         switch ip {
         case .v4(let v4):
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = port.bigEndian
             address.sin_addr.s_addr = v4.value.bigEndian
-            return SocketAddress(address, host: "")
+            return withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
         case .v6(let v6):
             var address = sockaddr_in6()
             address.sin6_family = sa_family_t(AF_INET6)
@@ -47,7 +50,9 @@ extension TransportAddress {
                 for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: v6.high >> (56 - 8 * UInt64(index))) }
                 for index in 0..<8 { bytes[8 + index] = UInt8(truncatingIfNeeded: v6.low >> (56 - 8 * UInt64(index))) }
             }
-            return SocketAddress(address, host: "")
+            return withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
     }
 }

@@ -66,17 +66,12 @@ struct UDPSocket {
         #endif
     }
 
-    /// Closes a socket that never reached NIO.
-    func closeUnowned() {
-        close(descriptor)
-    }
-
     /// Sends one datagram without blocking. Returns false when it was not sent (the socket
     /// buffer is full — the datagram is dropped, as a router would — or the kernel refused).
     @discardableResult
     func send(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
         bytes.withUnsafeReadableBytes { payload in
-            Self.withSocketAddress(destination) { address, length in
+            destination.withSockAddr { address, length in
                 sendto(descriptor, payload.baseAddress, payload.count, CInt(MSG_DONTWAIT), address, length) >= 0
             }
         }
@@ -93,7 +88,7 @@ struct UDPSocket {
         )
         return withUnsafeMutableBytes(of: &header) { headerBytes in
             data.payload.withUnsafeReadableBytes { payload in
-                Self.withSocketAddress(destination) { address, addressLength in
+                destination.withSockAddr { address, addressLength in
                     var vectors = (
                         iovec(iov_base: headerBytes.baseAddress, iov_len: 4),
                         iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)
@@ -107,33 +102,6 @@ struct UDPSocket {
                         return sendmsg(descriptor, &message, CInt(MSG_DONTWAIT)) >= 0
                     }
                 }
-            }
-        }
-    }
-
-    /// `destination` as a `sockaddr_in`/`sockaddr_in6` on the stack.
-    private static func withSocketAddress<Result>(
-        _ destination: TransportAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result
-    ) -> Result {
-        switch destination.ip {
-        case .v4(let v4):
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = destination.port.bigEndian
-            address.sin_addr.s_addr = v4.value.bigEndian
-            return withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        case .v6(let v6):
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = destination.port.bigEndian
-            withUnsafeMutableBytes(of: &address.sin6_addr) { bytes in
-                for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: v6.high >> (56 - 8 * UInt64(index))) }
-                for index in 0..<8 { bytes[8 + index] = UInt8(truncatingIfNeeded: v6.low >> (56 - 8 * UInt64(index))) }
-            }
-            return withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
             }
         }
     }
