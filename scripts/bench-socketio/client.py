@@ -90,6 +90,14 @@ def payload(n: int) -> dict:
     return {"n": n, "p": "x" * max(0, PAYLOAD_BYTES - head)}
 
 
+async def close_sockets(sockets: dict, readers: list) -> None:
+    """Closes a target's WebSockets and stops its reader tasks."""
+    for socket in sockets.values():
+        await socket.close()
+    for reader in readers:
+        reader.cancel()
+
+
 class Tracker:
     """Messages in flight: each needs a delivery (to B) and an ack (to A)."""
 
@@ -228,10 +236,7 @@ class SwitchboardTarget:
                                      separators=(",", ":")))
 
     async def close(self) -> None:
-        for socket in self.sockets.values():
-            await socket.close()
-        for reader in self.readers:
-            reader.cancel()
+        await close_sockets(self.sockets, self.readers)
         if self.tenant and self.args.admin_token:
             try:
                 self._rest("DELETE", f"/v1/tenants/{self.tenant}", None, f"Bearer {self.args.admin_token}")
@@ -334,10 +339,7 @@ class RawSocketIOTarget:
                                                             separators=(",", ":")))
 
     async def close(self) -> None:
-        for socket in self.sockets.values():
-            await socket.close()
-        for reader in self.readers:
-            reader.cancel()
+        await close_sockets(self.sockets, self.readers)
 
 
 # ---------------------------------------------------------------------------- runs
