@@ -1,5 +1,4 @@
 import Foundation
-import NIOPosix
 import Signaling
 import SwitchboardClient
 import Testing
@@ -21,12 +20,10 @@ struct WebSocketConformanceTests {
         return try await open(node, path: "/v1/signal?access_token=\(token)")
     }
 
-    /// The blocking handshake runs on NIO's thread pool, not the cooperative pool: the
-    /// in-process node authorizes the upgrade on the cooperative pool, and two suites blocked
-    /// there at once on a 2-core machine would starve it until their timeouts.
+    /// The blocking handshake runs on a thread of its own (see ``onOwnThread(_:)``).
     static func open(_ node: TestNode, path: String) async throws -> WireSocket {
         let port = node.publicPort
-        return try await NIOThreadPool.singleton.runIfActive { try WireSocket.connect(port: port, path: path) }
+        return try await onOwnThread { try WireSocket.connect(port: port, path: path) }
     }
 
     static func expectCleanClose(_ outcome: WireSocket.Outcome, code: Int, _ what: String) {

@@ -372,11 +372,10 @@ struct WebSocketUpgradeTests {
         return Array((head + extra + "\r\n").utf8)
     }
 
-    /// Everything the server sends until it closes, read on NIO's thread pool: a blocking read
-    /// on the cooperative pool (two threads on a 2-core machine) can starve the server's
-    /// authorization, which runs there too, and stall every handshake of the test run.
+    /// Everything the server sends until it closes, read on a thread of its own
+    /// (``onOwnThread(_:)``).
     static func readToEnd(_ socket: WireSocket) async throws -> [UInt8] {
-        try await NIOThreadPool.singleton.runIfActive { try socket.readToEnd(timeout: 15) }
+        try await onOwnThread { try socket.readToEnd(timeout: 15) }
     }
 
     /// The response head and the frames after it.
@@ -413,7 +412,7 @@ struct WebSocketUpgradeTests {
         try await TestNode.with { node in
             let tenant = try await node.createTenant()
             let token = try await node.token(tenant, peer: "fragments")
-            let socket = try await NIOThreadPool.singleton.runIfActive {
+            let socket = try await onOwnThread {
                 try WireSocket.connect(port: node.publicPort, path: "/v1/signal?access_token=\(token)")
             }
             let message = Array(#"{"type":"ping","id":"in-pieces"}"#.utf8)
