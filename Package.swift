@@ -73,11 +73,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // recvmmsg(2) for TURNServer's DatagramDrain (hidden from Swift by _GNU_SOURCE).
+        .target(name: "CDatagramBatch"),
         .target(
             name: "TURNServer",
             dependencies: [
                 "STUN",
                 "Signaling",
+                "CDatagramBatch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -31,7 +31,18 @@ final class TURNCore: @unchecked Sendable {
     private var usedPorts: Set<Int> = []
     private var drainWaiters: [EventLoopPromise<Void>] = []
     private var unflushed: [ObjectIdentifier: any Channel] = [:]
-    private static let vectorReadCount = 16
+    /// Reads the datagrams queued behind the one a UDP channel delivered (``DatagramDrain``).
+    private let datagrams = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
+    /// The UDP sockets to drain when readable (``ReadySet``), by descriptor.
+    private let readySet = ReadySet()
+    private var udpEndpoints: [CInt: UDPEndpoint] = [:]
+    private enum UDPEndpoint {
+        case listener(local: TransportAddress, channel: any Channel)
+        case relay(RelayHandler, channel: any Channel)
+    }
+    /// At most this many datagrams are drained from one socket per wake-up, so that a busy
+    /// socket does not hold up the others on the loop; the rest wait for the next wake-up.
+    private static let drainLimit = 64
     private var timer: RepeatedTask?
     private var tlsContext: NIOSSLContext?
     private let publish: @Sendable (TURNNodeStatus) -> Void
@@ -121,10 +132,9 @@ final class TURNCore: @unchecked Sendable {
     /// be taken for TCP: then both are tried again.
     private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
         let bootstrap = DatagramBootstrap(group: loop)
-            // recvmmsg: up to 16 datagrams per system call, each in a 2 KiB slot of one buffer
-            // (the slot must hold a whole datagram, or it arrives truncated).
-            .channelOption(.datagramVectorReadMessageCount, value: Self.vectorReadCount)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.vectorReadCount * 2048))
+            // NIO reads one datagram per wake-up; the handler drains the rest (``DatagramDrain``).
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DatagramDrain.slotSize))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
             }
@@ -134,6 +144,9 @@ final class TURNCore: @unchecked Sendable {
                 return self.bindStream(port: port, tls: nil)
                     .map { tcp in
                         self.udpSocket = socket
+                        if let local = udp.localAddress.flatMap(TransportAddress.init), self.readySet.add(socket.descriptor) {
+                            self.udpEndpoints[socket.descriptor] = .listener(local: local, channel: udp)
+                        }
                         return (udp, tcp)
                     }
                     .flatMapError { error in
@@ -186,6 +199,7 @@ final class TURNCore: @unchecked Sendable {
         var channels: [any Channel] = streamListeners + Array(streams.values) + reserved.values.map(\.channel)
         if let udpListener { channels.append(udpListener) }
         udpSocket = nil
+        udpEndpoints = [:]
         reserved = [:]
         streams = [:]
         streamListeners = []
@@ -228,7 +242,9 @@ final class TURNCore: @unchecked Sendable {
 
     // MARK: Events
 
-    func fromClient(_ bytes: ByteBuffer, client: TURNClient) {
+    /// Bytes from a client. `now` is read once per burst of datagrams by the caller that has one.
+    func fromClient(_ bytes: ByteBuffer, client: TURNClient, now: TURNTime? = nil) {
+        let now = now ?? self.now
         if let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self), ChannelData.isChannelData(firstByte: first) {
             if let action = machine.relayChannelData(bytes, from: client, now: now) { perform(action) }
             return
@@ -236,15 +252,37 @@ final class TURNCore: @unchecked Sendable {
         perform(machine.receive(bytes, from: client, now: now))
     }
 
-    func fromPeer(_ payload: ByteBuffer, peer: SocketAddress, relay handler: RelayHandler) {
-        guard let id = handler.allocation, let peer = TransportAddress(peer),
-            let action = machine.receiveFromPeer(payload, peer: peer, allocation: id, now: now)
+    func fromPeer(_ payload: ByteBuffer, peer: TransportAddress, relay handler: RelayHandler, now: TURNTime? = nil) {
+        guard let id = handler.allocation,
+            let action = machine.receiveFromPeer(payload, peer: peer, allocation: id, now: now ?? self.now)
         else { return }
         if let metrics = handler.metrics {
             metrics.packetsToClient.increment()
             metrics.bytesToClient.increment(by: Int64(payload.readableBytes))
         }
         perform(action)
+    }
+
+    /// Called after each datagram a UDP channel delivers: reads what is queued on every UDP
+    /// socket that is readable now (``ReadySet``, ``DatagramDrain``) and relays it, then
+    /// flushes the streams that relayed data was written to.
+    func drainReady() {
+        let now = self.now
+        readySet.forEachReady { descriptor in
+            switch udpEndpoints[descriptor] {
+            case .listener(let local, let channel):
+                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { bytes, remote in
+                    fromClient(bytes, client: TURNClient(transport: .udp, local: local, remote: remote), now: now)
+                }
+            case .relay(let handler, let channel):
+                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { payload, peer in
+                    fromPeer(payload, peer: peer, relay: handler, now: now)
+                }
+            case nil:
+                break
+            }
+        }
+        flushPending()
     }
 
     func streamOpened(_ client: TURNClient, channel: any Channel) {
@@ -320,7 +358,7 @@ final class TURNCore: @unchecked Sendable {
         case .closeRelay(let id):
             if let relay = relays.removeValue(forKey: id) {
                 usedPorts.remove(relay.port)
-                relay.channel.close(promise: nil)
+                close(relay)
             }
             if machine.allocationCount == 0, !drainWaiters.isEmpty {
                 let waiters = drainWaiters
@@ -330,7 +368,7 @@ final class TURNCore: @unchecked Sendable {
         case .releaseReservation(let address):
             if let relay = reserved.removeValue(forKey: address) {
                 usedPorts.remove(relay.port)
-                relay.channel.close(promise: nil)
+                close(relay)
             }
         case .report(let report):
             metrics.record(report)
@@ -399,7 +437,7 @@ final class TURNCore: @unchecked Sendable {
                     switch second {
                     case .success(let kept): self.opened(request, relay: first.value, reservedNext: kept)
                     case .failure:
-                        first.value.channel.close(promise: nil)
+                        self.close(first.value)
                         self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
                     }
                 }
@@ -409,13 +447,24 @@ final class TURNCore: @unchecked Sendable {
 
     private func bindSocket(port: Int) -> EventLoopFuture<Relay> {
         let bootstrap = DatagramBootstrap(group: loop)
+            // NIO reads one datagram per wake-up; the handler drains the rest (``DatagramDrain``).
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DatagramDrain.slotSize))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RelayHandler(core: self)) }
             }
         return bindUDP(port: port, reuseAddress: false, bootstrap)
             .flatMapThrowing { channel, socket in
-                Relay(channel: channel, socket: socket, handler: try channel.pipeline.syncOperations.handler(type: RelayHandler.self), port: port)
+                let handler = try channel.pipeline.syncOperations.handler(type: RelayHandler.self)
+                if self.readySet.add(socket.descriptor) { self.udpEndpoints[socket.descriptor] = .relay(handler, channel: channel) }
+                return Relay(channel: channel, socket: socket, handler: handler, port: port)
             }
+    }
+
+    /// Closes a relay socket, forgetting its descriptor first (its number may be reused).
+    private func close(_ relay: Relay) {
+        udpEndpoints[relay.socket.descriptor] = nil
+        relay.channel.close(promise: nil)
     }
 
     private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {

@@ -14,8 +14,11 @@ final class UDPListenerHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         if local == nil { local = context.channel.localAddress.flatMap(TransportAddress.init) }
-        guard let local, let remote = TransportAddress(envelope.remoteAddress) else { return }
-        core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
+        guard let local else { return }
+        if let remote = TransportAddress(envelope.remoteAddress) {
+            core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
+        }
+        core.drainReady()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -37,7 +40,10 @@ final class RelayHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        core.fromPeer(envelope.data, peer: envelope.remoteAddress, relay: self)
+        if let peer = TransportAddress(envelope.remoteAddress) {
+            core.fromPeer(envelope.data, peer: peer, relay: self)
+        }
+        core.drainReady()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

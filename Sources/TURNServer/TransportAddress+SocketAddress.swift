@@ -13,21 +13,38 @@ extension TransportAddress {
     /// The IP and port of an IPv4 or IPv6 socket address; nil for Unix sockets.
     init?(_ address: SocketAddress) {
         switch address {
-        case .v4(let v4):
-            self.init(ip: .v4(IPv4Address(UInt32(bigEndian: v4.address.sin_addr.s_addr))), port: UInt16(bigEndian: v4.address.sin_port))
-        case .v6(let v6):
-            var raw = v6.address.sin6_addr
-            let (high, low) = withUnsafeBytes(of: &raw) { bytes -> (UInt64, UInt64) in
-                var high: UInt64 = 0
-                var low: UInt64 = 0
-                for index in 0..<8 { high = high << 8 | UInt64(bytes[index]) }
-                for index in 8..<16 { low = low << 8 | UInt64(bytes[index]) }
-                return (high, low)
-            }
-            self.init(ip: .v6(IPv6Address(high: high, low: low)), port: UInt16(bigEndian: v6.address.sin6_port))
+        case .v4(let v4): self.init(v4.address)
+        case .v6(let v6): self.init(v6.address)
+        default: return nil
+        }
+    }
+
+    /// The source address `recvmmsg` filled in (``DatagramDrain``); nil for other families.
+    init?(_ storage: UnsafePointer<sockaddr_storage>) {
+        switch CInt(storage.pointee.ss_family) {
+        case AF_INET:
+            self = UnsafeRawPointer(storage).withMemoryRebound(to: sockaddr_in.self, capacity: 1) { TransportAddress($0.pointee) }
+        case AF_INET6:
+            self = UnsafeRawPointer(storage).withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { TransportAddress($0.pointee) }
         default:
             return nil
         }
+    }
+
+    init(_ address: sockaddr_in) {
+        self.init(ip: .v4(IPv4Address(UInt32(bigEndian: address.sin_addr.s_addr))), port: UInt16(bigEndian: address.sin_port))
+    }
+
+    init(_ address: sockaddr_in6) {
+        var raw = address.sin6_addr
+        let (high, low) = withUnsafeBytes(of: &raw) { bytes -> (UInt64, UInt64) in
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            for index in 0..<8 { high = high << 8 | UInt64(bytes[index]) }
+            for index in 8..<16 { low = low << 8 | UInt64(bytes[index]) }
+            return (high, low)
+        }
+        self.init(ip: .v6(IPv6Address(high: high, low: low)), port: UInt16(bigEndian: address.sin6_port))
     }
 
     /// Calls `body` with this address as a `sockaddr_in`/`sockaddr_in6` on the stack (for

@@ -1,0 +1,124 @@
+import CDatagramBatch
+import NIOCore
+import STUN
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads the datagrams queued on a UDP socket behind the one its NIO channel just delivered,
+/// with `recvmmsg(2)`: up to ``slots`` per system call, into slots of one reused buffer, the
+/// source address kept binary.
+///
+/// Why: a NIO datagram channel's read costs ≈ 5,000–6,000 user-space instructions per
+/// datagram here, more than the rest of the relay (Docs/turn.md "Performance"): it renders
+/// each source address as text (`SocketAddress(sockaddr_in)` → `inet_ntop` → `sprintf`, with
+/// an array, a string and a box), and wraps every datagram in an `AddressedEnvelope` and a
+/// `NIOAny` through the pipeline. A relay needs the bytes and the binary address only, and
+/// NIO has no option for that.
+///
+/// What stays with NIO: the socket's registration, readiness and lifecycle. Each channel reads
+/// one datagram per wake-up (`maxMessagesPerRead` 1); its handler relays it and then calls
+/// ``drain`` for those queued behind it, up to a limit (fairness between sockets on a loop).
+/// Whatever is left stays queued, and NIO's level-triggered poll reports the socket again —
+/// so no datagram depends on the drain to be read, and one socket's order is kept (both
+/// readers run on the channel's event loop, one after the other).
+///
+/// Confined to one event loop, like ``TURNCore``, which owns one. The slices handed to `body`
+/// share one buffer: a slice kept past `body` (a write queued to a TCP client) makes the next
+/// read allocate a fresh buffer (copy-on-write) instead of overwriting it.
+final class DatagramDrain {
+    /// The largest datagram taken whole; a longer one (`MSG_TRUNC`) is dropped. The same size
+    /// as the channels' receive buffers.
+    static let slotSize = 2048
+    let slots: Int
+    private var buffer: ByteBuffer
+    /// nil where recvmmsg's scratch memory could not be had: then nothing is drained, and NIO
+    /// reads every datagram itself.
+    private let batch: OpaquePointer?
+
+    init(slots: Int, allocator: ByteBufferAllocator) {
+        self.slots = slots
+        buffer = allocator.buffer(capacity: slots * Self.slotSize)
+        batch = CDatagramBatch_create(UInt32(slots))
+    }
+
+    deinit {
+        CDatagramBatch_destroy(batch)
+    }
+
+    /// Reads up to `limit` datagrams from `descriptor` without blocking and calls `body` with
+    /// each payload and its source, in arrival order. Stops when the queue is empty, on an
+    /// error (NIO's next read reports it), or when `isOpen` turns false — what `body` does
+    /// may close the socket. Returns how many datagrams were read.
+    @discardableResult
+    func drain(_ descriptor: CInt, limit: Int, isOpen: () -> Bool, _ body: (ByteBuffer, TransportAddress) -> Void) -> Int {
+        guard let batch else { return 0 }
+        var total = 0
+        while total < limit, isOpen() {
+            let wanted = min(slots, limit - total)
+            buffer.clear()
+            buffer.reserveCapacity(slots * Self.slotSize)
+            let received = buffer.withUnsafeMutableWritableBytes { storage -> CInt in
+                guard let base = storage.baseAddress, storage.count >= wanted * Self.slotSize else { return -1 }
+                return CDatagramBatch_receive(batch, descriptor, base.assumingMemoryBound(to: UInt8.self), Self.slotSize, UInt32(wanted))
+            }
+            guard received > 0 else { break }
+            buffer.moveWriterIndex(forwardBy: Int(received) * Self.slotSize)
+            for index in 0..<UInt32(received) {
+                let length = CDatagramBatch_length(batch, index)
+                guard length >= 0,
+                    let payload = buffer.getSlice(at: Int(index) * Self.slotSize, length: Int(length)),
+                    let source = TransportAddress(CDatagramBatch_source(batch, index).assumingMemoryBound(to: sockaddr_storage.self))
+                else { continue }
+                body(payload, source)
+            }
+            total += Int(received)
+            if Int(received) < wanted { break }
+        }
+        return total
+    }
+}
+
+/// Which of a core's UDP sockets are readable now: one epoll set of the listener and every
+/// relay socket, asked without waiting after each datagram NIO delivers. One system call
+/// tells which sockets to drain (``DatagramDrain``), so the other sockets NIO's poll woke
+/// for at the same time are read in this pass and NIO finds them empty — in a busy node
+/// nearly every datagram is read by recvmmsg, not through NIO's channel read.
+///
+/// Only ever a shortcut: a socket it misses is still read by its channel. A descriptor leaves
+/// the set when it is closed.
+final class ReadySet {
+    private let descriptor: CInt
+    private let ready: UnsafeMutablePointer<CInt>
+    private static let capacity = 64
+
+    init() {
+        descriptor = CDatagramBatch_readySetCreate()
+        ready = .allocate(capacity: Self.capacity)
+        ready.initialize(repeating: -1, count: Self.capacity)
+    }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+        ready.deallocate()
+    }
+
+    /// Adds a socket; false when it could not be (then NIO alone reads it).
+    @discardableResult
+    func add(_ socket: CInt) -> Bool {
+        descriptor >= 0 && CDatagramBatch_readySetAdd(descriptor, socket) == 0
+    }
+
+    /// Calls `body` with each socket of the set that is readable now.
+    func forEachReady(_ body: (CInt) -> Void) {
+        guard descriptor >= 0 else { return }
+        let count = CDatagramBatch_readySetPoll(descriptor, ready, CInt(Self.capacity))
+        guard count > 0 else { return }
+        for index in 0..<Int(count) { body(ready[index]) }
+    }
+}
