@@ -32,8 +32,9 @@ import Darwin
 /// share one buffer: a slice kept past `body` (a write queued to a TCP client) makes the next
 /// read allocate a fresh buffer (copy-on-write) instead of overwriting it.
 final class DatagramDrain {
-    /// The largest datagram taken whole; a longer one (`MSG_TRUNC`) is dropped. The same size
-    /// as the channels' receive buffers.
+    /// The largest datagram relayed; a longer one is dropped, not relayed cut short — here
+    /// (`MSG_TRUNC`) and by the channels' handlers (their receive buffers hold one byte
+    /// more, so a longer datagram shows). WebRTC keeps its packets under ≈ 1,200 B.
     static let slotSize = 2048
     let slots: Int
     private var buffer: ByteBuffer

@@ -15,10 +15,11 @@ final class UDPListenerHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         if local == nil { local = context.channel.localAddress.flatMap(TransportAddress.init) }
         guard let local else { return }
-        if let remote = TransportAddress(envelope.remoteAddress) {
+        // A datagram longer than a slot arrives cut at slotSize + 1 bytes: dropped, as the drain does.
+        if envelope.data.readableBytes <= DatagramDrain.slotSize, let remote = TransportAddress(envelope.remoteAddress) {
             core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
         }
-        core.drainReady()
+        core.datagramDelivered()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -40,10 +41,11 @@ final class RelayHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        if let peer = TransportAddress(envelope.remoteAddress) {
+        // A datagram longer than a slot arrives cut at slotSize + 1 bytes: dropped, as the drain does.
+        if envelope.data.readableBytes <= DatagramDrain.slotSize, let peer = TransportAddress(envelope.remoteAddress) {
             core.fromPeer(envelope.data, peer: peer, relay: self)
         }
-        core.drainReady()
+        core.datagramDelivered()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

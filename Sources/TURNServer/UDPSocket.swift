@@ -26,8 +26,10 @@ import Darwin
 struct UDPSocket {
     let descriptor: CInt
 
-    /// A bound, non-blocking, close-on-exec UDP socket for `address`.
-    static func bind(_ address: SocketAddress, reuseAddress: Bool) throws -> UDPSocket {
+    /// A bound, non-blocking, close-on-exec UDP socket for `address`. `bufferSize`, when
+    /// given, asks for receive and send buffers of that many bytes (the kernel caps it at
+    /// `net.core.rmem_max`/`wmem_max`).
+    static func bind(_ address: SocketAddress, reuseAddress: Bool, bufferSize: Int? = nil) throws -> UDPSocket {
         let family: CInt
         switch address {
         case .v4: family = AF_INET
@@ -46,6 +48,11 @@ struct UDPSocket {
         if reuseAddress {
             var one: CInt = 1
             _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        }
+        if let bufferSize {
+            var size = CInt(clamping: bufferSize)
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
         }
         let result = address.withSockAddr { pointer, length in systemBind(descriptor, pointer, socklen_t(length)) }
         guard result == 0 else {
@@ -77,13 +84,12 @@ struct UDPSocket {
         }
     }
 
-    /// Sends a ChannelData message (RFC 8656 §12.4, unpadded: UDP) as one datagram. A payload
-    /// of up to ``contiguousLimit`` bytes is copied behind its 4-byte header on the stack and
-    /// sent with `sendto`, which costs the kernel less than `sendmsg`'s message header and
-    /// vector (measured: ≈ 12 % per call); a longer one is gathered from the header and the
-    /// payload where it lies, with no copy.
+    /// Sends a ChannelData message (RFC 8656 §12.4, unpadded: UDP) as one datagram: copied
+    /// behind its 4-byte header into `scratch` and sent with `sendto`, which costs the kernel
+    /// less than `sendmsg`'s message header and vector (≈ 12 % per call, measured); a message
+    /// longer than `scratch` is gathered from the header and the payload where it lies.
     @discardableResult
-    func send(_ data: ChannelData, to destination: TransportAddress) -> Bool {
+    func send(_ data: ChannelData, to destination: TransportAddress, scratch: UnsafeMutableRawBufferPointer) -> Bool {
         let length = UInt16(truncatingIfNeeded: data.payload.readableBytes)
         let header: (UInt8, UInt8, UInt8, UInt8) = (
             UInt8(truncatingIfNeeded: data.channel >> 8), UInt8(truncatingIfNeeded: data.channel),
@@ -91,16 +97,13 @@ struct UDPSocket {
         )
         return data.payload.withUnsafeReadableBytes { payload in
             destination.withSockAddr { address, addressLength in
-                if payload.count <= Self.contiguousLimit {
-                    return withUnsafeTemporaryAllocation(byteCount: 4 + payload.count, alignment: 1) { datagram in
-                        guard let base = datagram.baseAddress else { return false }
-                        base.storeBytes(of: header.0, toByteOffset: 0, as: UInt8.self)
-                        base.storeBytes(of: header.1, toByteOffset: 1, as: UInt8.self)
-                        base.storeBytes(of: header.2, toByteOffset: 2, as: UInt8.self)
-                        base.storeBytes(of: header.3, toByteOffset: 3, as: UInt8.self)
-                        if let source = payload.baseAddress { (base + 4).copyMemory(from: source, byteCount: payload.count) }
-                        return sendto(descriptor, base, 4 + payload.count, CInt(MSG_DONTWAIT), address, addressLength) >= 0
-                    }
+                if 4 + payload.count <= scratch.count, let base = scratch.baseAddress {
+                    base.storeBytes(of: header.0, toByteOffset: 0, as: UInt8.self)
+                    base.storeBytes(of: header.1, toByteOffset: 1, as: UInt8.self)
+                    base.storeBytes(of: header.2, toByteOffset: 2, as: UInt8.self)
+                    base.storeBytes(of: header.3, toByteOffset: 3, as: UInt8.self)
+                    if let source = payload.baseAddress { (base + 4).copyMemory(from: source, byteCount: payload.count) }
+                    return sendto(descriptor, base, 4 + payload.count, CInt(MSG_DONTWAIT), address, addressLength) >= 0
                 }
                 var headerBytes = header
                 return withUnsafeMutableBytes(of: &headerBytes) { headerBuffer in
@@ -120,8 +123,4 @@ struct UDPSocket {
             }
         }
     }
-
-    /// The longest payload sent from a stack copy: the standard library keeps temporary
-    /// allocations of up to 1 KiB on the stack without asking how deep the stack is.
-    static let contiguousLimit = 1020
 }

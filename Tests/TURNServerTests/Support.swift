@@ -24,6 +24,7 @@ func testTURNConfiguration(relayPorts: ClosedRange<Int>) -> TURNServerConfigurat
 func withTURNNode<T: Sendable>(
     configure: (inout TURNServerConfiguration) -> Void = { _ in },
     metricsFactory: (any MetricsFactory)? = nil,
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     _ body: @Sendable (TURNNode, TURNListeningAddresses) async throws -> T
 ) async throws -> T {
     var configuration = testTURNConfiguration(relayPorts: 61000...61999)
@@ -33,7 +34,7 @@ func withTURNNode<T: Sendable>(
     configure(&configuration)
     var logger = Logger(label: "turn-test")
     logger.logLevel = .warning
-    let node = try TURNNode(configuration: configuration, logger: logger, metricsFactory: metricsFactory)
+    let node = try TURNNode(configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup, metricsFactory: metricsFactory)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             try await node.run()

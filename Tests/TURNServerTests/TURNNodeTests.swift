@@ -63,6 +63,64 @@ import Testing
         }
     }
 
+    /// Datagrams that queue up while the node is busy are read in bursts (NIO reads the first,
+    /// recvmmsg the rest, up to a limit per socket, then NIO again): all arrive, in order, both
+    /// ways; a datagram longer than 2,048 B is dropped wherever it falls, not relayed cut short.
+    @Test func burstsQueuedWhileTheNodeIsBusyArriveWholeAndInOrder() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        var failure: (any Error)?
+        do { try await relayBursts(group: group, loop: loop) } catch { failure = error }
+        try await group.shutdownGracefully()
+        if let failure { throw failure }
+    }
+
+    private func relayBursts(group: MultiThreadedEventLoopGroup, loop: any EventLoop) async throws {
+        try await withTURNNode(eventLoopGroup: group) { _, addresses in
+            let client = try await STUNTestClient(serverPort: addresses.udpPort)
+            let nonce = try #require(try await client.exchange(Requests.make(.allocate, Requests.udp)).nonce)
+            let user = TestSecrets.username()
+            let allocated = try await client.exchange(Requests.make(.allocate, username: user, nonce: nonce, Requests.udp))
+            let relayed = try #require(allocated.xorAddress(.xorRelayedAddress))
+            let peer = try await STUNTestClient(serverPort: Int(relayed.port))
+            let peerAddress = TransportAddress(ip: .v4(IPv4Address(127, 0, 0, 1)), port: UInt16(peer.localPort))
+            let bound = try await client.exchange(
+                Requests.make(.channelBind, username: user, nonce: nonce) {
+                    $0.append(.channelNumber, bytes: [0x40, 0x00, 0, 0])
+                    $0.append(.xorPeerAddress, xorAddress: peerAddress)
+                })
+            #expect(bound.type.messageClass == .successResponse)
+
+            let count = 150
+            let oversized = ByteBuffer(repeating: 0x55, count: 3000)
+            // the node's only event loop sleeps while both sides send
+            let busy = loop.submit { usleep(400_000) }
+            try await Task.sleep(for: .milliseconds(50))
+            try await peer.send(oversized)
+            for index in 0..<count {
+                if index == count / 2 { try await peer.send(oversized) }
+                try await peer.send(ByteBuffer(string: "peer \(index)"))
+                try await client.send(ChannelData(channel: 0x4000, payload: ByteBuffer(string: "client \(index)")).encoded(padded: false))
+            }
+            try await client.send(ChannelData(channel: 0x4000, payload: ByteBuffer(repeating: 0x55, count: 2100)).encoded(padded: false))
+            try await busy.get()
+
+            for index in 0..<count {
+                let back = try #require(ChannelData(decoding: try await client.nextDatagram()))
+                #expect(String(buffer: back.payload) == "peer \(index)")
+                #expect(String(buffer: try await peer.nextDatagram()) == "client \(index)")
+            }
+            // nothing else comes: the oversized ones were dropped
+            try await peer.send(ByteBuffer(string: "last"))
+            let last = try #require(ChannelData(decoding: try await client.nextDatagram()))
+            #expect(String(buffer: last.payload) == "last")
+            try await client.send(ChannelData(channel: 0x4000, payload: ByteBuffer(string: "last")).encoded(padded: false))
+            #expect(String(buffer: try await peer.nextDatagram()) == "last")
+            await peer.close()
+            await client.close()
+        }
+    }
+
     @Test func refusesInternalPeersButNotItsOwnRelays() async throws {
         try await withTURNNode(configure: { $0.allowLoopback = false }) { _, addresses in
             let client = try await STUNTestClient(serverPort: addresses.udpPort)
