@@ -8,9 +8,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include "CDatagramBatch.h"
-#ifdef __linux__
-#include <sys/epoll.h>
-#endif
 
 struct CDatagramBatch {
     unsigned int capacity;
@@ -87,40 +84,3 @@ const void *CDatagramBatch_source(const CDatagramBatch *batch, unsigned int inde
     return &batch->sources[index < batch->capacity ? index : 0];
 }
 
-int CDatagramBatch_readySetCreate(void) {
-#ifdef __linux__
-    return epoll_create1(EPOLL_CLOEXEC);
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-int CDatagramBatch_readySetAdd(int set, int descriptor) {
-#ifdef __linux__
-    struct epoll_event event;
-    memset(&event, 0, sizeof(event));
-    event.events = EPOLLIN;
-    event.data.fd = descriptor;
-    return epoll_ctl(set, EPOLL_CTL_ADD, descriptor, &event);
-#else
-    (void)set; (void)descriptor;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-int CDatagramBatch_readySetPoll(int set, int *descriptors, int capacity) {
-#ifdef __linux__
-    enum { chunk = 64 };
-    struct epoll_event events[chunk];
-    if (capacity > chunk) capacity = chunk;
-    int count = epoll_wait(set, events, capacity, 0);
-    for (int index = 0; index < count; index++) descriptors[index] = events[index].data.fd;
-    return count;
-#else
-    (void)set; (void)descriptors; (void)capacity;
-    errno = ENOSYS;
-    return -1;
-#endif
-}

@@ -33,11 +33,15 @@ final class TURNCore: @unchecked Sendable {
     private var unflushed: [ObjectIdentifier: any Channel] = [:]
     /// Reads the datagrams queued behind the one a UDP channel delivered (``DatagramDrain``).
     private let datagrams = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
-    /// The UDP sockets to drain when readable (``ReadySet``), by descriptor.
-    private let readySet = ReadySet()
-    private var udpEndpoints: [CInt: UDPEndpoint] = [:]
+    /// The UDP sockets NIO read a datagram from in this wake-up, to drain after it.
+    private var delivered: [Delivery] = []
+    private var sweeping: [Delivery] = []
     private var sweepScheduled = false
-    private enum UDPEndpoint {
+    private struct Delivery {
+        let descriptor: CInt
+        let endpoint: UDPEndpoint
+    }
+    enum UDPEndpoint {
         case listener(local: TransportAddress, channel: any Channel)
         case relay(RelayHandler, channel: any Channel)
     }
@@ -159,9 +163,6 @@ final class TURNCore: @unchecked Sendable {
                 return self.bindStream(port: port, tls: nil)
                     .map { tcp in
                         self.udpSocket = socket
-                        if let local = udp.localAddress.flatMap(TransportAddress.init), self.readySet.add(socket.descriptor) {
-                            self.udpEndpoints[socket.descriptor] = .listener(local: local, channel: udp)
-                        }
                         return (udp, tcp)
                     }
                     .flatMapError { error in
@@ -214,7 +215,6 @@ final class TURNCore: @unchecked Sendable {
         var channels: [any Channel] = streamListeners + Array(streams.values) + reserved.values.map(\.channel)
         if let udpListener { channels.append(udpListener) }
         udpSocket = nil
-        udpEndpoints = [:]
         reserved = [:]
         streams = [:]
         streamListeners = []
@@ -278,41 +278,43 @@ final class TURNCore: @unchecked Sendable {
         perform(action)
     }
 
-    /// Called after each datagram a UDP channel delivers: schedules one sweep (``drainReady``)
-    /// to run when NIO has handled every event of this wake-up — not at once, because NIO
-    /// may be about to read another socket of the same wake-up (its poll said readable), and
-    /// must find its datagram there.
-    func datagramDelivered() {
+    /// Called after each datagram a UDP channel delivers (one per socket and wake-up: the
+    /// channels read one each): the socket is drained (``DatagramDrain``) once NIO has handled
+    /// every event of this wake-up — not at once, because NIO's channel read must find its
+    /// datagram on every socket its poll reported, so nothing may empty a socket it has not
+    /// reached yet.
+    func datagramDelivered(on descriptor: CInt, _ endpoint: UDPEndpoint) {
+        delivered.append(Delivery(descriptor: descriptor, endpoint: endpoint))
         guard !sweepScheduled else { return }
         sweepScheduled = true
         loop.execute { self.sweep() }
     }
 
+    /// Reads what is queued on the sockets NIO read from in this wake-up and relays it, then
+    /// flushes the streams relayed data was written to.
     private func sweep() {
         sweepScheduled = false
-        drainReady()
-    }
-
-    /// Reads what is queued on every UDP socket that is readable now (``ReadySet``,
-    /// ``DatagramDrain``) and relays it, then flushes the streams relayed data was written to.
-    private func drainReady() {
         let now = self.now
-        readySet.forEachReady { descriptor in
-            switch udpEndpoints[descriptor] {
+        // swapped out, so that the list does not change while it is walked
+        swap(&delivered, &sweeping)
+        for delivery in sweeping {
+            switch delivery.endpoint {
             case .listener(let local, let channel):
-                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { bytes, remote in
+                datagrams.drain(delivery.descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { bytes, remote in
                     fromClient(bytes, client: TURNClient(transport: .udp, local: local, remote: remote), now: now)
                 }
             case .relay(let handler, let channel):
-                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { payload, peer in
+                datagrams.drain(delivery.descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { payload, peer in
                     fromPeer(payload, peer: peer, relay: handler, now: now)
                 }
-            case nil:
-                break
             }
         }
+        sweeping.removeAll(keepingCapacity: true)
         flushPending()
     }
+
+    /// The UDP listener's descriptor, for its handler to report deliveries.
+    var listenerDescriptor: CInt? { udpSocket?.descriptor }
 
     func streamOpened(_ client: TURNClient, channel: any Channel) {
         streams[client] = channel
@@ -486,14 +488,12 @@ final class TURNCore: @unchecked Sendable {
         return bindUDP(port: port, reuseAddress: false, bootstrap)
             .flatMapThrowing { channel, socket in
                 let handler = try channel.pipeline.syncOperations.handler(type: RelayHandler.self)
-                if self.readySet.add(socket.descriptor) { self.udpEndpoints[socket.descriptor] = .relay(handler, channel: channel) }
+                handler.descriptor = socket.descriptor
                 return Relay(channel: channel, socket: socket, handler: handler, port: port)
             }
     }
 
-    /// Closes a relay socket, forgetting its descriptor first (its number may be reused).
     private func close(_ relay: Relay) {
-        udpEndpoints[relay.socket.descriptor] = nil
         relay.channel.close(promise: nil)
     }
 

@@ -19,7 +19,9 @@ final class UDPListenerHandler: ChannelInboundHandler {
         if envelope.data.readableBytes <= DatagramDrain.slotSize, let remote = TransportAddress(envelope.remoteAddress) {
             core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
         }
-        core.datagramDelivered()
+        if let descriptor = core.listenerDescriptor {
+            core.datagramDelivered(on: descriptor, .listener(local: local, channel: context.channel))
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -36,6 +38,8 @@ final class RelayHandler: ChannelInboundHandler {
     var allocation: AllocationID?
     /// The allocation's counters, kept here so a packet from a peer needs no lookup for them.
     var metrics: TURNMetrics.Relay?
+    /// The channel's socket, drained after each datagram NIO delivers (``DatagramDrain``).
+    var descriptor: CInt = -1
 
     init(core: TURNCore) { self.core = core }
 
@@ -45,7 +49,7 @@ final class RelayHandler: ChannelInboundHandler {
         if envelope.data.readableBytes <= DatagramDrain.slotSize, let peer = TransportAddress(envelope.remoteAddress) {
             core.fromPeer(envelope.data, peer: peer, relay: self)
         }
-        core.datagramDelivered()
+        if descriptor >= 0 { core.datagramDelivered(on: descriptor, .relay(self, channel: context.channel)) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

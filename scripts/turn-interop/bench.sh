@@ -2,6 +2,9 @@
 # Relays the same load through `switchboard turn` and through coturn on this machine with
 # coturn's turnutils_uclient + turnutils_peer, and prints relayed packets per server CPU
 # second (messages received by the client, each relayed twice: to the peer and back).
+# Server CPU is the sum of its threads' run time in /proc/PID/task/*/schedstat (nanoseconds;
+# the clock ticks of /proc/PID/stat are 10 ms, too coarse for a 5-second run), and it prints
+# the client's round trip and jitter (turnutils_uclient measures them in whole milliseconds).
 #
 #   scripts/turn-interop/bench.sh path/to/switchboard [clients] [messages] [size]
 set -euo pipefail
@@ -11,10 +14,11 @@ MESSAGES=${3:-2000}
 SIZE=${4:-100}
 SECRET=bench-secret
 PEER_PORT=34990
+OUTPUT=$(mktemp /tmp/switchboard-turn-bench.XXXXXX)
 TURN_PORT=34981
 COTURN_PORT=34982
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
 
 run_client() {
     local port=$1
@@ -22,20 +26,20 @@ run_client() {
     local pass
     pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
     turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$PEER_PORT" -p "$port" \
-        -m "$CLIENTS" -n "$MESSAGES" -l "$SIZE" -z 1 -c 127.0.0.1 2>&1 | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2
+        -m "$CLIENTS" -n "$MESSAGES" -l "$SIZE" -z 1 -c 127.0.0.1 > "$OUTPUT" 2>&1
+    grep -o 'tot_recv_msgs=[0-9]*' "$OUTPUT" | tail -1 | cut -d= -f2
 }
 
 measure() {
     local name=$1 pid=$2 port=$3
     sleep 1
     local before after received
-    before=$(cpu_ticks "$pid")
+    before=$(cpu_ns "$pid")
     received=$(run_client "$port")
-    after=$(cpu_ticks "$pid")
-    local ticks=$(( after - before ))
-    local hz
-    hz=$(getconf CLK_TCK)
-    python3 -c "r=$received; t=$ticks/$hz; print(f'$name: {r} messages echoed, server CPU {t:.2f} s, {2*r/t if t else float(\"inf\"):.0f} relayed packets per CPU second')"
+    after=$(cpu_ns "$pid")
+    python3 -c "r=$received; t=($after - $before)/1e9; print(f'$name: {r} messages echoed, server CPU {t:.3f} s, {2*r/t if t else float(\"inf\"):.0f} relayed packets per CPU second')"
+    grep -o 'Average round trip delay.*\|Average jitter.*' "$OUTPUT" | sed 's/^/    /'
+
 }
 
 turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >/dev/null 2>&1 &
@@ -47,7 +51,7 @@ turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 -p "$COTURN_PORT" --
     --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
     --min-port=62000 --max-port=62999 --no-cli --log-file=stdout >/dev/null 2>&1 &
 COTURN=$!
-trap 'kill -9 $PEER $OURS $COTURN 2>/dev/null || true' EXIT
+trap 'kill -9 $PEER $OURS $COTURN 2>/dev/null || true; rm -f "$OUTPUT"' EXIT
 echo "clients=$CLIENTS messages=$MESSAGES size=$SIZE"
 measure "switchboard turn" "$OURS" "$TURN_PORT"
 measure "coturn" "$COTURN" "$COTURN_PORT"

@@ -23,15 +23,4 @@ long CDatagramBatch_length(const CDatagramBatch *batch, unsigned int index);
 /// The source of datagram `index` of the last read: a `struct sockaddr_storage`.
 const void *CDatagramBatch_source(const CDatagramBatch *batch, unsigned int index);
 
-/// A set of descriptors to ask which are readable (epoll, level-triggered). Returns its
-/// descriptor, or -1 with errno (ENOSYS where the system has no epoll).
-int CDatagramBatch_readySetCreate(void);
-
-/// Adds `descriptor` to `set` for reading. A descriptor leaves the set when it is closed.
-int CDatagramBatch_readySetAdd(int set, int descriptor);
-
-/// Fills `descriptors` with up to `capacity` members of `set` that are readable now, without
-/// waiting. Returns how many, or -1 with errno.
-int CDatagramBatch_readySetPoll(int set, int *descriptors, int capacity);
-
 #endif
