@@ -22,8 +22,9 @@ import Darwin
 /// NIO has no option for that.
 ///
 /// What stays with NIO: the socket's registration, readiness and lifecycle. Each channel reads
-/// one datagram per wake-up (`maxMessagesPerRead` 1); its handler relays it and then calls
-/// ``drain`` for those queued behind it, up to a limit (fairness between sockets on a loop).
+/// one datagram per wake-up (`maxMessagesPerRead` 1); its handler relays it and reports the
+/// socket, and once NIO has handled every event of the wake-up, ``TURNCore`` calls ``drain``
+/// on the reported sockets, up to a limit each (fairness between sockets on a loop).
 /// Whatever is left stays queued, and NIO's level-triggered poll reports the socket again —
 /// so no datagram depends on the drain to be read, and one socket's order is kept (both
 /// readers run on the channel's event loop, one after the other).
