@@ -7,12 +7,19 @@
 # the client's round trip and jitter (turnutils_uclient measures them in whole milliseconds).
 #
 #   scripts/turn-interop/bench.sh path/to/switchboard [clients] [messages] [size]
+#   PIN=1 scripts/turn-interop/bench.sh …   the servers on CPU 0, the client and the peer on
+#                                            CPU 1 (taskset): both servers wake the clients
+#                                            across CPUs alike, instead of however the
+#                                            scheduler places them
 set -euo pipefail
 SWITCHBOARD=${1:?path of the switchboard executable}
 CLIENTS=${2:-20}
 MESSAGES=${3:-2000}
 SIZE=${4:-100}
 SECRET=bench-secret
+SERVER_CPU=()
+CLIENT_CPU=()
+if [ "${PIN:-0}" = 1 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
 PEER_PORT=34990
 OUTPUT=$(mktemp /tmp/switchboard-turn-bench.XXXXXX)
 TURN_PORT=34981
@@ -25,7 +32,7 @@ run_client() {
     local user="$(( $(date +%s) + 3600 )):bench:peer"
     local pass
     pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
-    turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$PEER_PORT" -p "$port" \
+    "${CLIENT_CPU[@]}" turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$PEER_PORT" -p "$port" \
         -m "$CLIENTS" -n "$MESSAGES" -l "$SIZE" -z 1 -c 127.0.0.1 > "$OUTPUT" 2>&1
     grep -o 'tot_recv_msgs=[0-9]*' "$OUTPUT" | tail -1 | cut -d= -f2
 }
@@ -42,16 +49,16 @@ measure() {
 
 }
 
-turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >/dev/null 2>&1 &
+"${CLIENT_CPU[@]}" turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >/dev/null 2>&1 &
 PEER=$!
-"$SWITCHBOARD" turn --host 127.0.0.1 --turn-port "$TURN_PORT" --admin-port 0 --turn-public-ip 127.0.0.1 \
+"${SERVER_CPU[@]}" "$SWITCHBOARD" turn --host 127.0.0.1 --turn-port "$TURN_PORT" --admin-port 0 --turn-public-ip 127.0.0.1 \
     --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports 61000-61999 --log-level error >/dev/null 2>&1 &
 OURS=$!
-turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 -p "$COTURN_PORT" --use-auth-secret \
+"${SERVER_CPU[@]}" turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 -p "$COTURN_PORT" --use-auth-secret \
     --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
     --min-port=62000 --max-port=62999 --no-cli --log-file=stdout >/dev/null 2>&1 &
 COTURN=$!
 trap 'kill -9 $PEER $OURS $COTURN 2>/dev/null || true; rm -f "$OUTPUT"' EXIT
-echo "clients=$CLIENTS messages=$MESSAGES size=$SIZE"
+echo "clients=$CLIENTS messages=$MESSAGES size=$SIZE pinned=${PIN:-0}"
 measure "switchboard turn" "$OURS" "$TURN_PORT"
 measure "coturn" "$COTURN" "$COTURN_PORT"
