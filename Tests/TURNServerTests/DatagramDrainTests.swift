@@ -1,0 +1,97 @@
+import NIOCore
+import STUN
+import Testing
+
+@testable import TURNServer
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// ``DatagramDrain`` on real loopback sockets: what it reads, in what order, how much per call,
+/// and the binary source addresses it hands out (IPv4 and IPv6).
+@Suite struct DatagramDrainTests {
+    @Test(arguments: ["127.0.0.1", "::1"])
+    func readsQueuedDatagramsInOrderUpToTheLimitAndDropsOversizedOnes(host: String) throws {
+        guard let (receiver, receiverAddress) = try? boundSocket(host),
+            let (sender, senderAddress) = try? boundSocket(host)
+        else {
+            return  // no such loopback here (an IPv6-less container): nothing to test
+        }
+        defer {
+            close(receiver.descriptor)
+            close(sender.descriptor)
+        }
+        for index in 0..<40 {
+            if index == 20 { #expect(sender.send(ByteBuffer(repeating: 0x55, count: 3000), to: receiverAddress)) }
+            #expect(sender.send(ByteBuffer(string: "datagram \(index)"), to: receiverAddress))
+        }
+        let drain = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
+        var seen: [String] = []
+        var sources: Set<TransportAddress> = []
+        let first = drain.drain(receiver.descriptor, limit: 30, isOpen: { true }) { payload, source in
+            seen.append(String(buffer: payload))
+            sources.insert(source)
+        }
+        #expect(first == 30)  // the oversized one counts as read, and is not handed out
+        #expect(seen == (0..<29).map { "datagram \($0)" })
+        let rest = drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, source in
+            seen.append(String(buffer: payload))
+            sources.insert(source)
+        }
+        #expect(rest == 11)
+        #expect(seen == (0..<40).map { "datagram \($0)" })
+        #expect(sources == [senderAddress])
+        #expect(senderAddress.ip == IPAddress(host))  // the binary address, read independently of the text
+        // an empty queue: nothing read, no error
+        #expect(drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { _, _ in Issue.record("nothing is queued") } == 0)
+    }
+
+    @Test func stopsWhenTheSocketIsNoLongerOpen() throws {
+        let (receiver, receiverAddress) = try boundSocket("127.0.0.1")
+        let (sender, _) = try boundSocket("127.0.0.1")
+        defer {
+            close(receiver.descriptor)
+            close(sender.descriptor)
+        }
+        for index in 0..<5 { #expect(sender.send(ByteBuffer(string: "\(index)"), to: receiverAddress)) }
+        let drain = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
+        #expect(drain.drain(receiver.descriptor, limit: 64, isOpen: { false }) { _, _ in Issue.record("read a closed socket") } == 0)
+        #expect(drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { _, _ in } == 5)
+    }
+
+    @Test func aSliceKeptPastItsCallbackIsNotOverwritten() throws {
+        let (receiver, receiverAddress) = try boundSocket("127.0.0.1")
+        let (sender, _) = try boundSocket("127.0.0.1")
+        defer {
+            close(receiver.descriptor)
+            close(sender.descriptor)
+        }
+        let drain = DatagramDrain(slots: 4, allocator: ByteBufferAllocator())
+        var kept: [ByteBuffer] = []
+        #expect(sender.send(ByteBuffer(string: "first"), to: receiverAddress))
+        drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, _ in kept.append(payload) }
+        #expect(sender.send(ByteBuffer(string: "second"), to: receiverAddress))
+        drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, _ in kept.append(payload) }
+        #expect(kept.map { String(buffer: $0) } == ["first", "second"])
+    }
+
+    /// A UDP socket of ours on `host`, port chosen by the kernel, and its address.
+    private func boundSocket(_ host: String) throws -> (UDPSocket, TransportAddress) {
+        let socket = try UDPSocket.bind(try SocketAddress(ipAddress: host, port: 0), reuseAddress: false)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket.descriptor, $0, &length) }
+        }
+        guard result == 0, let address = withUnsafePointer(to: &storage, { TransportAddress($0) }) else {
+            close(socket.descriptor)
+            throw IOError(errnoCode: errno, reason: "getsockname")
+        }
+        return (socket, address)
+    }
+}
