@@ -149,15 +149,7 @@ final class TURNCore: @unchecked Sendable {
     /// UDP, then TCP on the same port. With port 0 the kernel picks the UDP port, which may
     /// be taken for TCP: then both are tried again.
     private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
-        let bootstrap = DatagramBootstrap(group: loop)
-            // NIO reads one datagram per wake-up; the handler drains the rest (``DatagramDrain``).
-            // One byte more than a slot, so that a longer datagram shows and is dropped.
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DatagramDrain.slotSize + 1))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(core: self)) }
-            }
-        return bindUDP(port: configuration.port, reuseAddress: true, bufferSize: Self.listenerBufferSize, bootstrap)
+        bindUDP(port: configuration.port, reuseAddress: true, bufferSize: Self.listenerBufferSize) { UDPListenerHandler(core: self) }
             .flatMap { udp, socket in
                 let port = udp.localAddress?.port ?? self.configuration.port
                 return self.bindStream(port: port, tls: nil)
@@ -173,9 +165,19 @@ final class TURNCore: @unchecked Sendable {
             }
     }
 
-    /// A UDP socket of ours (``UDPSocket``) bound to `host` and `port`, read through a
-    /// datagram channel made by `bootstrap`.
-    private func bindUDP(port: Int, reuseAddress: Bool, bufferSize: Int? = nil, _ bootstrap: DatagramBootstrap) -> EventLoopFuture<(any Channel, UDPSocket)> {
+    /// A UDP socket of ours (``UDPSocket``) bound to `host` and `port`, read through a NIO
+    /// datagram channel whose pipeline is the handler `makeHandler` makes.
+    private func bindUDP<Handler: ChannelHandler>(
+        port: Int, reuseAddress: Bool, bufferSize: Int? = nil, _ makeHandler: @escaping @Sendable () -> Handler
+    ) -> EventLoopFuture<(any Channel, UDPSocket)> {
+        let bootstrap = DatagramBootstrap(group: loop)
+            // NIO reads one datagram per wake-up; the rest are drained after it (``DatagramDrain``).
+            // One byte more than a slot, so that a longer datagram shows and is dropped.
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DatagramDrain.slotSize + 1))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
+            }
         do {
             // `host` is resolved once: a name is looked up at start, never per allocation.
             var address = try bindAddress ?? SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
@@ -389,7 +391,7 @@ final class TURNCore: @unchecked Sendable {
         case .closeRelay(let id):
             if let relay = relays.removeValue(forKey: id) {
                 usedPorts.remove(relay.port)
-                close(relay)
+                relay.channel.close(promise: nil)
             }
             if machine.allocationCount == 0, !drainWaiters.isEmpty {
                 let waiters = drainWaiters
@@ -399,7 +401,7 @@ final class TURNCore: @unchecked Sendable {
         case .releaseReservation(let address):
             if let relay = reserved.removeValue(forKey: address) {
                 usedPorts.remove(relay.port)
-                close(relay)
+                relay.channel.close(promise: nil)
             }
         case .report(let report):
             metrics.record(report)
@@ -468,7 +470,7 @@ final class TURNCore: @unchecked Sendable {
                     switch second {
                     case .success(let kept): self.opened(request, relay: first.value, reservedNext: kept)
                     case .failure:
-                        self.close(first.value)
+                        first.value.channel.close(promise: nil)
                         self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
                     }
                 }
@@ -477,24 +479,12 @@ final class TURNCore: @unchecked Sendable {
     }
 
     private func bindSocket(port: Int) -> EventLoopFuture<Relay> {
-        let bootstrap = DatagramBootstrap(group: loop)
-            // NIO reads one datagram per wake-up; the handler drains the rest (``DatagramDrain``).
-            // One byte more than a slot, so that a longer datagram shows and is dropped.
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DatagramDrain.slotSize + 1))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RelayHandler(core: self)) }
-            }
-        return bindUDP(port: port, reuseAddress: false, bootstrap)
+        bindUDP(port: port, reuseAddress: false) { RelayHandler(core: self) }
             .flatMapThrowing { channel, socket in
                 let handler = try channel.pipeline.syncOperations.handler(type: RelayHandler.self)
                 handler.descriptor = socket.descriptor
                 return Relay(channel: channel, socket: socket, handler: handler, port: port)
             }
-    }
-
-    private func close(_ relay: Relay) {
-        relay.channel.close(promise: nil)
     }
 
     private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {

@@ -48,7 +48,7 @@ extension TransportAddress {
     }
 
     /// Calls `body` with this address as a `sockaddr_in`/`sockaddr_in6` on the stack (for
-    /// `sendto`/`sendmsg`, see ``UDPSocket``).
+    /// `sendto`, see ``UDPSocket``).
     func withSockAddr<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
         switch ip {
         case .v4(let v4):
