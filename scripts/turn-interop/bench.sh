@@ -11,6 +11,9 @@
 #                                            CPU 1 (taskset): both servers wake the clients
 #                                            across CPUs alike, instead of however the
 #                                            scheduler places them
+#   ROUNDS=N scripts/turn-interop/bench.sh …  N alternating runs against each server, then
+#                                            the median of each and their ratio (one run on a
+#                                            shared 2-vCPU machine varies by ±5 %)
 set -euo pipefail
 SWITCHBOARD=${1:?path of the switchboard executable}
 CLIENTS=${2:-20}
@@ -22,10 +25,11 @@ CLIENT_CPU=()
 if [ "${PIN:-0}" = 1 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
 PEER_PORT=34990
 OUTPUT=$(mktemp /tmp/switchboard-turn-bench.XXXXXX)
+RESULTS=$(mktemp /tmp/switchboard-turn-bench-results.XXXXXX)
 TURN_PORT=34981
 COTURN_PORT=34982
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }  # %d stops at 2^31 in mawk
 
 run_client() {
     local port=$1
@@ -44,7 +48,7 @@ measure() {
     before=$(cpu_ns "$pid")
     received=$(run_client "$port")
     after=$(cpu_ns "$pid")
-    python3 -c "r=$received; t=($after - $before)/1e9; print(f'$name: {r} messages echoed, server CPU {t:.3f} s, {2*r/t if t else float(\"inf\"):.0f} relayed packets per CPU second')"
+    python3 -c "r=$received; t=($after - $before)/1e9; print(f'$name: {r} messages echoed, server CPU {t:.3f} s, {2*r/t if t else float(\"inf\"):.0f} relayed packets per CPU second')" | tee -a "$RESULTS"
     grep -o 'Average round trip delay.*\|Average jitter.*' "$OUTPUT" | sed 's/^/    /'
 
 }
@@ -58,7 +62,20 @@ OURS=$!
     --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
     --min-port=62000 --max-port=62999 --no-cli --log-file=stdout >/dev/null 2>&1 &
 COTURN=$!
-trap 'kill -9 $PEER $OURS $COTURN 2>/dev/null || true; rm -f "$OUTPUT"' EXIT
-echo "clients=$CLIENTS messages=$MESSAGES size=$SIZE pinned=${PIN:-0}"
-measure "switchboard turn" "$OURS" "$TURN_PORT"
-measure "coturn" "$COTURN" "$COTURN_PORT"
+trap 'kill -9 $PEER $OURS $COTURN 2>/dev/null || true; rm -f "$OUTPUT" "$RESULTS"' EXIT
+echo "clients=$CLIENTS messages=$MESSAGES size=$SIZE pinned=${PIN:-0} rounds=${ROUNDS:-1}"
+for _ in $(seq "${ROUNDS:-1}"); do
+    measure "switchboard turn" "$OURS" "$TURN_PORT"
+    measure "coturn" "$COTURN" "$COTURN_PORT"
+done
+if [ "${ROUNDS:-1}" -gt 1 ]; then
+    python3 - "$RESULTS" <<'PY'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, rate = line.split(":")[0], float(re.search(r"(\d+) relayed packets per CPU second", line).group(1))
+    runs.setdefault(name, []).append(rate)
+ours, theirs = statistics.median(runs["switchboard turn"]), statistics.median(runs["coturn"])
+print(f"median: switchboard turn {ours:.0f}, coturn {theirs:.0f} relayed packets per CPU second — {ours / theirs:.2f}×")
+PY
+fi
