@@ -142,6 +142,17 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// One word for IPv4, two for IPv6 (the synthesized hash adds the case's discriminator):
+    /// addresses are hashed on every relayed packet (``TURNServerMachine``'s permissions).
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .v4(let address): hasher.combine(UInt64(address.value))
+        case .v6(let address):
+            hasher.combine(address.high)
+            hasher.combine(address.low)
+        }
+    }
+
     /// The address family as STUN encodes it (0x01 IPv4, 0x02 IPv6).
     public var family: AddressFamily { if case .v4 = self { .ipv4 } else { .ipv6 } }
 
@@ -167,6 +178,17 @@ public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
     public init(ip: IPAddress, port: UInt16) {
         self.ip = ip
         self.port = port
+    }
+
+    /// IPv4 address and port in one word (see ``IPAddress/hash(into:)``).
+    public func hash(into hasher: inout Hasher) {
+        switch ip {
+        case .v4(let address): hasher.combine(UInt64(address.value) << 16 | UInt64(port))
+        case .v6(let address):
+            hasher.combine(address.high)
+            hasher.combine(address.low)
+            hasher.combine(port)
+        }
     }
 
     public var description: String {

@@ -678,9 +678,9 @@ struct Allocation: Sendable {
     let transactionID: TransactionID
     let cachedResponse: ByteBuffer
     let cachedUntil: TURNTime
-    var permissions: [IPAddress: TURNTime] = [:]
-    var channels: [UInt16: Channel] = [:]
-    var channelByPeer: [TransportAddress: UInt16] = [:]
+    var permissions = SmallMap<IPAddress, TURNTime>()
+    var channels = SmallMap<UInt16, Channel>()
+    var channelByPeer = SmallMap<TransportAddress, UInt16>()
 
     mutating func bind(_ number: UInt16, to peer: TransportAddress, until: TURNTime) {
         channels[number] = Channel(peer: peer, expires: until)
@@ -688,8 +688,9 @@ struct Allocation: Sendable {
     }
 
     mutating func prune(now: TURNTime) {
-        if permissions.values.contains(where: { $0 <= now }) { permissions = permissions.filter { $0.value > now } }
-        for (number, channel) in channels where channel.expires <= now {
+        if permissions.contains(where: { $1 <= now }) { permissions.removeAll { $1 <= now } }
+        guard channels.contains(where: { $1.expires <= now }) else { return }
+        for (number, channel) in channels.pairs where channel.expires <= now {
             channels[number] = nil
             if channelByPeer[channel.peer] == number { channelByPeer[channel.peer] = nil }
         }

@@ -51,6 +51,19 @@ public struct TURNClient: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(transport) \(remote)→\(local)" }
+
+    /// Two words for an IPv4 client (the synthesized hash takes seven): a UDP client is
+    /// looked up by its 5-tuple for every ChannelData it sends.
+    public func hash(into hasher: inout Hasher) {
+        if case .v4(let localIP) = local.ip, case .v4(let remoteIP) = remote.ip {
+            hasher.combine(UInt64(localIP.value) << 32 | UInt64(remoteIP.value))
+            hasher.combine(UInt64(local.port) << 24 | UInt64(remote.port) << 8 | UInt64(transport.rawValue))
+        } else {
+            hasher.combine(local)
+            hasher.combine(remote)
+            hasher.combine(transport)
+        }
+    }
 }
 
 /// Names one allocation (and its relay socket) between the machine and the shell.

@@ -232,6 +232,32 @@ import Testing
         #expect(IPAddress("12345::") == nil)
         #expect(IPAddress("") == nil)
     }
+
+    /// The hand-written hashes (one or two words per address) keep every field apart: clients
+    /// that differ in one part only are distinct keys, and equal ones find each other.
+    @Test func addressesAndClientsHashEveryField() throws {
+        let v4 = try #require(IPAddress("192.0.2.1"))
+        let mapped = try #require(IPAddress("::ffff:192.0.2.1"))
+        let v6 = try #require(IPAddress("2001:db8::1"))
+        var addresses: [TransportAddress] = []
+        for ip in [v4, mapped, v6, try #require(IPAddress("192.0.2.2")), try #require(IPAddress("2001:db8::2"))] {
+            for port: UInt16 in [0, 1, 3478, 65535] { addresses.append(TransportAddress(ip: ip, port: port)) }
+        }
+        #expect(Set(addresses).count == addresses.count)
+        #expect(Set([v4, mapped, v6]).count == 3)
+        var clients: [TURNClient: Int] = [:]
+        for transport in [TURNTransport.udp, .tcp, .tls] {
+            for local in addresses.prefix(10) {
+                for remote in addresses.suffix(12) { clients[TURNClient(transport: transport, local: local, remote: remote), default: 0] += 1 }
+            }
+        }
+        #expect(clients.count == 3 * 10 * 12 && clients.values.allSatisfy { $0 == 1 })
+        // local and remote swapped: both present, and distinct
+        let forward = TURNClient(transport: .udp, local: addresses[8], remote: addresses[9])
+        let swapped = TURNClient(transport: .udp, local: addresses[9], remote: addresses[8])
+        #expect(clients[forward] == 1 && clients[swapped] == 1 && forward != swapped)
+        #expect(TransportAddress(ip: v4, port: 9).hashValue == TransportAddress(ip: try #require(IPAddress("192.0.2.1")), port: 9).hashValue)
+    }
 }
 
 /// A tiny deterministic generator for the no-crash test.

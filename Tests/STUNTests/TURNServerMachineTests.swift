@@ -424,6 +424,51 @@ extension [TURNServerMachine.Action] {
         #expect(try bind(0x4001, other, &harness).type.messageClass == .successResponse)  // expired: free again
     }
 
+    /// An allocation's permissions and channels are kept in an array up to eight and in a
+    /// dictionary beyond (``SmallMap``): with twenty of each, every peer still gets through
+    /// on its own channel both ways, and they expire and are pruned alike.
+    @Test func manyPermissionsAndChannelsRelayEachPeer() throws {
+        var harness = MachineHarness()
+        let user = MachineHarness.username()
+        let client = MachineHarness.client()
+        let (id, _) = try harness.allocate(username: user)
+        let peers = (1...20).map { TransportAddress(ip: .v4(IPv4Address(8, 8, 4, UInt8($0))), port: 5000 + UInt16($0)) }
+        for (index, peer) in peers.enumerated() {
+            let number = 0x4000 + UInt16(index)
+            let bound = try harness.respond(
+                harness.request(.channelBind, username: user) {
+                    $0.append(.channelNumber, bytes: [UInt8(number >> 8), UInt8(number & 0xFF), 0, 0])
+                    $0.append(.xorPeerAddress, xorAddress: peer)
+                })
+            #expect(bound.type.messageClass == .successResponse, "\(peer)")
+            #expect(harness.machine.permissionAndChannelCounts == (index + 1, index + 1))
+        }
+        for (index, peer) in peers.enumerated() {
+            let payload = ByteBuffer(bytes: [UInt8(index)])
+            let number = 0x4000 + UInt16(index)
+            guard case .sendToPeer(_, _, let to)? = harness.machine.relayChannelData(
+                ChannelData(channel: number, payload: payload).encoded(padded: false), from: client, now: harness.now)
+            else {
+                Issue.record("ChannelData on \(number) not relayed")
+                continue
+            }
+            #expect(to == peer)
+            guard case .sendChannelDataToClient(let back, _)? = harness.machine.receiveFromPeer(payload, peer: peer, allocation: id, now: harness.now)
+            else {
+                Issue.record("data from \(peer) not relayed")
+                continue
+            }
+            #expect(back.channel == number)
+        }
+        // a stranger (no permission) is not relayed, even with twenty permissions in place
+        #expect(harness.machine.receiveFromPeer(ByteBuffer(bytes: [1]), peer: TransportAddress(ip: .v4(IPv4Address(9, 9, 9, 9)), port: 1), allocation: id, now: harness.now).isNone)
+        #expect(try harness.respond(harness.request(.refresh, username: user)).type.messageClass == .successResponse)
+        _ = harness.advance(seconds: 300)
+        #expect(harness.machine.permissionAndChannelCounts == (0, 20))
+        _ = harness.advance(seconds: 300)
+        #expect(harness.machine.permissionAndChannelCounts == (0, 0))
+    }
+
     @Test func channelDataOverTCPIsPadded() throws {
         var harness = MachineHarness()
         let user = MachineHarness.username()
