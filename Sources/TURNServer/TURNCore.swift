@@ -54,9 +54,8 @@ final class TURNCore: @unchecked Sendable {
     /// milliseconds of delay at 20,000 datagrams/s lost 0.1–0.3 % of them on this machine.
     /// Relay sockets keep the default: each carries one allocation.
     private static let listenerBufferSize = 2 << 20
-    /// Where ChannelData for a UDP client is put together before `sendto` (``UDPSocket``):
-    /// room for the header and the longest datagram a relay socket takes.
-    private let sendScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 + DatagramDrain.slotSize, alignment: 8)
+    /// Datagrams to UDP clients, sent together on the listener (``DatagramSendBatch``).
+    private let toClients = DatagramSendBatch()
     private var timer: RepeatedTask?
     private var tlsContext: NIOSSLContext?
     private let publish: @Sendable (TURNNodeStatus) -> Void
@@ -105,10 +104,6 @@ final class TURNCore: @unchecked Sendable {
 
     var now: TURNTime {
         TURNTime(milliseconds: clockBase.wall + (NIODeadline.now() - clockBase.uptime).nanoseconds / 1_000_000)
-    }
-
-    deinit {
-        sendScratch.deallocate()
     }
 
     // MARK: Start and stop
@@ -273,10 +268,8 @@ final class TURNCore: @unchecked Sendable {
         guard let id = handler.allocation,
             let action = machine.receiveFromPeer(payload, peer: peer, allocation: id, now: now ?? self.now)
         else { return }
-        if let metrics = handler.metrics {
-            metrics.packetsToClient.increment()
-            metrics.bytesToClient.increment(by: Int64(payload.readableBytes))
-        }
+        handler.traffic.packetsToClient &+= 1
+        handler.traffic.bytesToClient &+= payload.readableBytes
         perform(action)
     }
 
@@ -287,13 +280,18 @@ final class TURNCore: @unchecked Sendable {
     /// reached yet.
     func datagramDelivered(on descriptor: CInt, _ endpoint: UDPEndpoint) {
         delivered.append(Delivery(descriptor: descriptor, endpoint: endpoint))
+        scheduleSweep()
+    }
+
+    /// Runs ``sweep()`` once NIO has handled every event of this wake-up.
+    private func scheduleSweep() {
         guard !sweepScheduled else { return }
         sweepScheduled = true
         loop.execute { self.sweep() }
     }
 
     /// Reads what is queued on the sockets NIO read from in this wake-up and relays it, then
-    /// flushes the streams relayed data was written to.
+    /// sends what is batched for UDP clients and flushes the streams relayed data was written to.
     private func sweep() {
         sweepScheduled = false
         let now = self.now
@@ -334,6 +332,7 @@ final class TURNCore: @unchecked Sendable {
     }
 
     private func tick() {
+        for relay in relays.values { relay.handler.publishTraffic() }
         perform(machine.expire(now: now))
         let counts = machine.permissionAndChannelCounts
         metrics.update(allocationsByTenant: machine.allocationsByTenant, permissions: counts.permissions, channels: counts.channels)
@@ -348,13 +347,35 @@ final class TURNCore: @unchecked Sendable {
         flushPending()
     }
 
-    /// Data relayed to TCP and TLS clients is written without a flush; the handler that read
-    /// it (a relay socket's or a stream's) flushes every touched stream once per read burst.
-    /// UDP goes out at once, on the socket (``UDPSocket``).
+    /// Sends what is batched for UDP clients, and flushes the streams written to.
     func flushPending() {
+        flushDatagrams()
+        flushStreams()
+    }
+
+    /// Data relayed to TCP and TLS clients is written without a flush; the handler that read
+    /// it (a relay socket's or a stream's) or the sweep flushes every touched stream once per
+    /// read burst.
+    func flushStreams() {
         guard !unflushed.isEmpty else { return }
         for channel in unflushed.values { channel.flush() }
         unflushed.removeAll(keepingCapacity: true)
+    }
+
+    /// Datagrams to UDP clients wait in ``toClients`` until the end of the sweep (or of a
+    /// control-plane action), or until it is full; their order is kept, as everything sent on
+    /// the listener goes through it.
+    private func flushDatagrams() {
+        guard !toClients.isEmpty, let udpSocket else { return }
+        toClients.flush(udpSocket.descriptor)
+    }
+
+    private func sendToUDPClient(_ append: (DatagramSendBatch) -> Bool) {
+        guard udpSocket != nil else { return }
+        if toClients.isFull { flushDatagrams() }
+        // false only for a datagram longer than a slot, which no relay socket takes in
+        _ = append(toClients)
+        scheduleSweep()
     }
 
     private func write<Message: Sendable>(_ channel: any Channel, _ data: Message) {
@@ -369,27 +390,28 @@ final class TURNCore: @unchecked Sendable {
             // Relayed traffic is datagrams: when a socket cannot keep up, drop rather than queue
             // without bound (a peer flooding a slow TCP client must not grow our memory).
             if client.transport == .udp {
-                udpSocket?.send(bytes, to: client.remote)
+                sendToUDPClient { $0.append(bytes, to: client.remote) }
             } else {
                 guard let stream = streams[client], stream.isWritable else { return }
                 write(stream, bytes)
             }
         case .sendChannelDataToClient(let data, let client):
             if client.transport == .udp {
-                udpSocket?.send(data, to: client.remote, scratch: sendScratch)
+                sendToUDPClient { $0.append(data, to: client.remote) }
             } else {
                 guard let stream = streams[client], stream.isWritable else { return }
                 write(stream, data.encoded(padded: true))
             }
         case .sendToPeer(let payload, let id, let peer):
             guard let relay = relays[id] else { return }
-            relay.handler.metrics?.packetsToPeer.increment()
-            relay.handler.metrics?.bytesToPeer.increment(by: Int64(payload.readableBytes))
+            relay.handler.traffic.packetsToPeer &+= 1
+            relay.handler.traffic.bytesToPeer &+= payload.readableBytes
             relay.socket.send(payload, to: peer)
         case .openRelay(let request):
             openRelay(request)
         case .closeRelay(let id):
             if let relay = relays.removeValue(forKey: id) {
+                relay.handler.publishTraffic()
                 usedPorts.remove(relay.port)
                 relay.channel.close(promise: nil)
             }

@@ -4,8 +4,16 @@ import STUN
 /// The TURN node's metrics, through the swift-metrics API only (the executable picks the
 /// backend). Names are prefixed `switchboard_turn_`.
 struct TURNMetrics {
-    /// Per-allocation counters, made once when the allocation opens so relaying a packet
-    /// costs two atomic increments and no lookup.
+    /// What one allocation relayed between two updates of its ``Relay`` counters.
+    struct Traffic: Equatable {
+        var packetsToPeer = 0
+        var bytesToPeer = 0
+        var packetsToClient = 0
+        var bytesToClient = 0
+    }
+
+    /// Per-allocation counters, made once when the allocation opens; the relay path counts
+    /// in a ``Traffic`` and adds it here about once a second.
     struct Relay {
         let bytesToPeer: Counter
         let packetsToPeer: Counter
@@ -17,6 +25,17 @@ struct TURNMetrics {
             packetsToPeer = Counter(label: "switchboard_turn_relayed_packets_total", dimensions: [("tenant", tenant), ("direction", "to_peer")], factory: factory)
             bytesToClient = Counter(label: "switchboard_turn_relayed_bytes_total", dimensions: [("tenant", tenant), ("direction", "to_client")], factory: factory)
             packetsToClient = Counter(label: "switchboard_turn_relayed_packets_total", dimensions: [("tenant", tenant), ("direction", "to_client")], factory: factory)
+        }
+
+        func add(_ traffic: Traffic) {
+            if traffic.packetsToPeer > 0 {
+                packetsToPeer.increment(by: Int64(traffic.packetsToPeer))
+                bytesToPeer.increment(by: Int64(traffic.bytesToPeer))
+            }
+            if traffic.packetsToClient > 0 {
+                packetsToClient.increment(by: Int64(traffic.packetsToClient))
+                bytesToClient.increment(by: Int64(traffic.bytesToClient))
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import CDatagramBatch
 import NIOCore
 import STUN
 
@@ -73,31 +74,13 @@ struct UDPSocket {
         #endif
     }
 
-    /// Sends one datagram without blocking. Returns false when it was not sent (the socket
+    /// Sends one datagram without blocking (`sendto` through `syscall(2)`: see CDatagramBatch.c). Returns false when it was not sent (the socket
     /// buffer is full — the datagram is dropped, as a router would — or the kernel refused).
     @discardableResult
     func send(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
         bytes.withUnsafeReadableBytes { payload in
             destination.withSockAddr { address, length in
-                sendto(descriptor, payload.baseAddress, payload.count, CInt(MSG_DONTWAIT), address, length) >= 0
-            }
-        }
-    }
-
-    /// Sends a ChannelData message (RFC 8656 §12.4, unpadded: UDP) as one datagram: copied
-    /// behind its 4-byte header into `scratch` and sent with `sendto`, which costs the kernel
-    /// less than `sendmsg` with the header and the payload as two vectors (≈ 12 % per call,
-    /// measured). A message longer than `scratch` is not sent (returns false): the core's
-    /// scratch holds the longest datagram a relay socket takes.
-    @discardableResult
-    func send(_ data: ChannelData, to destination: TransportAddress, scratch: UnsafeMutableRawBufferPointer) -> Bool {
-        data.payload.withUnsafeReadableBytes { payload in
-            guard 4 + payload.count <= scratch.count, let base = scratch.baseAddress else { return false }
-            let header = UInt32(data.channel) << 16 | UInt32(truncatingIfNeeded: payload.count)
-            base.storeBytes(of: header.bigEndian, as: UInt32.self)
-            if let source = payload.baseAddress { (base + 4).copyMemory(from: source, byteCount: payload.count) }
-            return destination.withSockAddr { address, length in
-                sendto(descriptor, base, 4 + payload.count, CInt(MSG_DONTWAIT), address, length) >= 0
+                CDatagramBatch_sendto(descriptor, payload.baseAddress, payload.count, address, UInt32(length)) >= 0
             }
         }
     }

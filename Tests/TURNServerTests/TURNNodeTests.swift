@@ -103,7 +103,7 @@ import Testing
                 try await client.send(ChannelData(channel: 0x4000, payload: ByteBuffer(string: "client \(index)")).encoded(padded: false))
             }
             try await client.send(ChannelData(channel: 0x4000, payload: ByteBuffer(repeating: 0x55, count: 2100)).encoded(padded: false))
-            try await busy.get()
+            _ = try await busy.get()
 
             for index in 0..<count {
                 let back = try #require(ChannelData(decoding: try await client.nextDatagram()))

@@ -23,4 +23,32 @@ long CDatagramBatch_length(const CDatagramBatch *batch, unsigned int index);
 /// The source of datagram `index` of the last read: a `struct sockaddr_storage`.
 const void *CDatagramBatch_source(const CDatagramBatch *batch, unsigned int index);
 
+/// sendto(2) with MSG_DONTWAIT, through syscall(2) on Linux (not a cancellation point: see
+/// CDatagramBatch.c). Returns the bytes sent, or -1 with errno.
+long CDatagramBatch_sendto(int descriptor, const void *bytes, size_t length, const void *address, unsigned int addressLength);
+
+/// Datagrams to send on one socket with one sendmmsg(2): up to `capacity`, each written into a
+/// slot of `slotSize` bytes and committed with its destination. Opaque, like CDatagramBatch.
+typedef struct CDatagramSendBatch CDatagramSendBatch;
+
+/// NULL when out of memory.
+CDatagramSendBatch *CDatagramSendBatch_create(unsigned int capacity, size_t slotSize);
+void CDatagramSendBatch_destroy(CDatagramSendBatch *batch);
+
+/// How many datagrams are committed and not yet sent.
+unsigned int CDatagramSendBatch_count(const CDatagramSendBatch *batch);
+
+/// Where the next datagram is to be written (slotSize bytes), or NULL when the batch is full.
+unsigned char *CDatagramSendBatch_nextSlot(CDatagramSendBatch *batch);
+
+/// Commits the datagram written into the next slot: `length` bytes, to `address` (a struct
+/// sockaddr of `addressLength` bytes). Returns how many slots are left, or -1 if it was not
+/// committed (full, too long).
+int CDatagramSendBatch_commit(CDatagramSendBatch *batch, size_t length, const void *address, unsigned int addressLength);
+
+/// Sends every committed datagram on `descriptor` without blocking, in order, and empties the
+/// batch. A datagram the kernel refuses is dropped and the rest still go. Returns how many
+/// were sent.
+unsigned int CDatagramSendBatch_flush(CDatagramSendBatch *batch, int descriptor);
+
 #endif
