@@ -13,7 +13,7 @@ import Darwin
 #endif
 
 /// ``DatagramDrain`` on real loopback sockets: what it reads, in what order, how much per call,
-/// and the binary source addresses it hands out (IPv4 and IPv6).
+/// and the binary source addresses it hands out (IPv4 and IPv6); and ``DatagramSendBatch``.
 @Suite struct DatagramDrainTests {
     @Test(arguments: ["127.0.0.1", "::1"])
     func readsQueuedDatagramsInOrderUpToTheLimitAndDropsOversizedOnes(host: String) throws {
@@ -68,6 +68,45 @@ import Darwin
         #expect(sender.send(ByteBuffer(string: "second"), to: receiverAddress))
         drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, _ in kept.append(payload) }
         #expect(kept.map { String(buffer: $0) } == ["first", "second"])
+    }
+
+    /// ``DatagramSendBatch``: what is appended arrives in order, a full batch refuses more
+    /// until flushed, ChannelData gets its header, and a datagram the kernel refuses (here an
+    /// address of the other family) is dropped while the rest still go.
+    @Test(arguments: ["127.0.0.1", "::1"])
+    func sendBatchKeepsOrderAndDropsOnlyWhatTheKernelRefuses(host: String) throws {
+        guard let (receiver, receiverAddress) = try? boundSocket(host) else { return }
+        let (sender, _) = try boundSocket(host)
+        defer { closeAll(receiver, sender) }
+        let otherFamily = TransportAddress(ip: host.contains(":") ? .v4(IPv4Address(127, 0, 0, 1)) : .v6(IPv6Address(high: 0, low: 1)), port: 9)
+        let batch = DatagramSendBatch()
+        var expected: [String] = []
+        var sent = 0
+        for index in 0..<70 {
+            if batch.isFull { sent += batch.flush(sender.descriptor) }
+            if index == 33 { #expect(batch.append(ByteBuffer(string: "refused"), to: otherFamily)) }
+            if batch.isFull { sent += batch.flush(sender.descriptor) }
+            if index % 2 == 0 {
+                #expect(batch.append(ByteBuffer(string: "bytes \(index)"), to: receiverAddress))
+                expected.append("bytes \(index)")
+            } else {
+                #expect(batch.append(ChannelData(channel: 0x4000 + UInt16(index), payload: ByteBuffer(string: "channel \(index)")), to: receiverAddress))
+                expected.append("0x\(String(0x4000 + index, radix: 16)) channel \(index)")
+            }
+        }
+        #expect(!batch.append(ByteBuffer(repeating: 1, count: DatagramSendBatch.slotSize + 1), to: receiverAddress))  // longer than a slot
+        sent += batch.flush(sender.descriptor)
+        #expect(batch.isEmpty && sent == 70)
+        var seen: [String] = []
+        let drain = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
+        drain.drain(receiver.descriptor, limit: 100, isOpen: { true }) { payload, _ in
+            if let data = ChannelData(decoding: payload) {
+                seen.append("0x\(String(data.channel, radix: 16)) \(String(buffer: data.payload))")
+            } else {
+                seen.append(String(buffer: payload))
+            }
+        }
+        #expect(seen == expected)
     }
 
     private func closeAll(_ sockets: UDPSocket...) {
