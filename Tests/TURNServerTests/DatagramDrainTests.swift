@@ -109,6 +109,48 @@ import Darwin
         #expect(seen == expected)
     }
 
+    /// Segmentation offload: runs of equal-sized datagrams to one destination (the last of a
+    /// run may be shorter) go out as one message and still arrive as separate datagrams, in
+    /// order; a run the kernel refuses is tried datagram by datagram. Off, the same arrives.
+    @Test(arguments: [("127.0.0.1", true), ("::1", true), ("127.0.0.1", false)])
+    func segmentedRunsArriveAsSeparateDatagrams(host: String, segmentation: Bool) throws {
+        guard let (first, firstAddress) = try? boundSocket(host) else { return }
+        let (second, secondAddress) = try boundSocket(host)
+        let (sender, _) = try boundSocket(host)
+        defer { closeAll(first, second, sender) }
+        let otherFamily = TransportAddress(ip: host.contains(":") ? .v4(IPv4Address(127, 0, 0, 1)) : .v6(IPv6Address(high: 0, low: 1)), port: 9)
+        let batch = DatagramSendBatch(segmentation: segmentation)
+        func payload(_ text: String, size: Int) -> ByteBuffer {
+            var buffer = ByteBuffer(string: text)
+            buffer.writeRepeatingByte(0x2E, count: size - buffer.readableBytes)
+            return buffer
+        }
+        var toFirst: [ByteBuffer] = []
+        var toSecond: [ByteBuffer] = []
+        for index in 0..<12 {  // a run of 12 × 1,200 B
+            toFirst.append(payload("first \(index)", size: 1200))
+            #expect(batch.append(toFirst[index], to: firstAddress))
+        }
+        for index in 0..<4 {  // 3 × 100 B and a shorter last one
+            toSecond.append(payload("second \(index)", size: index == 3 ? 60 : 100))
+            #expect(batch.append(toSecond[index], to: secondAddress))
+        }
+        for index in 0..<3 { #expect(batch.append(payload("refused \(index)", size: 100), to: otherFamily)) }
+        for index in 12..<17 {  // 1,300 B and a shorter 200 B end a run of two; 3 × 200 B a third
+            toFirst.append(payload("first \(index)", size: index == 12 ? 1300 : 200))
+            #expect(batch.append(toFirst[index], to: firstAddress))
+        }
+        #expect(batch.flush(sender.descriptor) == 21)
+        #expect(batch.segmented == (segmentation ? 12 + 4 + 2 + 3 : 0))
+        let drain = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
+        var received: [ByteBuffer] = []
+        drain.drain(first.descriptor, limit: 64, isOpen: { true }) { bytes, _ in received.append(bytes) }
+        #expect(received == toFirst)
+        received = []
+        drain.drain(second.descriptor, limit: 64, isOpen: { true }) { bytes, _ in received.append(bytes) }
+        #expect(received == toSecond)
+    }
+
     private func closeAll(_ sockets: UDPSocket...) {
         for socket in sockets { close(socket.descriptor) }
     }

@@ -47,8 +47,15 @@ unsigned char *CDatagramSendBatch_nextSlot(CDatagramSendBatch *batch);
 int CDatagramSendBatch_commit(CDatagramSendBatch *batch, size_t length, const void *address, unsigned int addressLength);
 
 /// Sends every committed datagram on `descriptor` without blocking, in order, and empties the
-/// batch. A datagram the kernel refuses is dropped and the rest still go. Returns how many
-/// were sent.
+/// batch: one sendmmsg(2), where runs of datagrams to one destination and of one size go as
+/// one message with UDP_SEGMENT (segmentation offload; see CDatagramBatch.c). A datagram the
+/// kernel refuses is dropped and the rest still go. Returns how many were sent.
 unsigned int CDatagramSendBatch_flush(CDatagramSendBatch *batch, int descriptor);
+
+/// Turns segmentation offload on (the default on Linux) or off.
+void CDatagramSendBatch_setSegmentation(CDatagramSendBatch *batch, int enabled);
+
+/// How many datagrams have been sent inside segmented messages so far.
+unsigned long CDatagramSendBatch_segmented(const CDatagramSendBatch *batch);
 
 #endif
