@@ -294,6 +294,9 @@ final class TURNCore: @unchecked Sendable {
     /// sends what is batched for UDP clients and flushes the streams relayed data was written to.
     private func sweep() {
         sweepScheduled = false
+        // What NIO's reads of this wake-up relayed goes first (one datagram per socket, often the
+        // only one: a lone packet is not held up by the drains), then what the drains relay.
+        flushDatagrams()
         let now = self.now
         // swapped out, so that the list does not change while it is walked
         swap(&delivered, &sweeping)
