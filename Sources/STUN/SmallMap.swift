@@ -16,7 +16,6 @@ struct SmallMap<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     init() {}
 
     var count: Int { isHashed ? table.count : entries.count }
-    var isEmpty: Bool { count == 0 }
 
     subscript(key: Key) -> Value? {
         get {

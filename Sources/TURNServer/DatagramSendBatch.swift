@@ -43,44 +43,30 @@ final class DatagramSendBatch {
     var isEmpty: Bool { CDatagramSendBatch_count(batch) == 0 }
     var isFull: Bool { CDatagramSendBatch_count(batch) >= UInt32(Self.capacity) }
 
-    /// Adds a datagram to `destination`: `write` fills the slot (``slotSize`` bytes) and
-    /// returns the datagram's length, or nil to add nothing. Returns false when nothing was
-    /// added — the batch is full (flush first) or `write` declined.
+    /// Adds `payload` as one datagram to `destination` — behind a ChannelData header (RFC 8656
+    /// §12.4, unpadded: UDP) when `channel` is given. Returns false when nothing was added: the
+    /// batch is full (flush first) or the datagram is longer than a slot.
     @discardableResult
-    func append(to destination: TransportAddress, _ write: (UnsafeMutableRawBufferPointer) -> Int?) -> Bool {
-        guard let slot = CDatagramSendBatch_nextSlot(batch),
-            let length = write(UnsafeMutableRawBufferPointer(start: slot, count: Self.slotSize)), length <= Self.slotSize
-        else { return false }
+    func append(_ payload: ByteBuffer, channel: UInt16? = nil, to destination: TransportAddress) -> Bool {
+        let headerLength = channel == nil ? 0 : 4
+        guard let slot = CDatagramSendBatch_nextSlot(batch), headerLength + payload.readableBytes <= Self.slotSize else { return false }
+        let length = payload.withUnsafeReadableBytes { bytes in
+            if let channel {
+                let header = UInt32(channel) << 16 | UInt32(truncatingIfNeeded: bytes.count)
+                UnsafeMutableRawPointer(slot).storeBytes(of: header.bigEndian, as: UInt32.self)
+            }
+            if let source = bytes.baseAddress { (slot + headerLength).update(from: source.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+            return headerLength + bytes.count
+        }
         return destination.withSockAddr { address, addressLength in
             CDatagramSendBatch_commit(batch, length, address, UInt32(addressLength)) >= 0
         }
     }
 
-    /// Adds `bytes` as one datagram; false if full or longer than a slot.
-    @discardableResult
-    func append(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
-        append(to: destination) { slot in
-            bytes.withUnsafeReadableBytes { source in
-                guard source.count <= slot.count, let base = slot.baseAddress else { return nil }
-                if let from = source.baseAddress { base.copyMemory(from: from, byteCount: source.count) }
-                return source.count
-            }
-        }
-    }
-
-    /// Adds a ChannelData message (RFC 8656 §12.4, unpadded: UDP) — the header, then the
-    /// payload; false if full or longer than a slot.
+    /// Adds a ChannelData message; false if full or longer than a slot.
     @discardableResult
     func append(_ data: ChannelData, to destination: TransportAddress) -> Bool {
-        append(to: destination) { slot in
-            data.payload.withUnsafeReadableBytes { payload in
-                guard 4 + payload.count <= slot.count, let base = slot.baseAddress else { return nil }
-                let header = UInt32(data.channel) << 16 | UInt32(truncatingIfNeeded: payload.count)
-                base.storeBytes(of: header.bigEndian, as: UInt32.self)
-                if let source = payload.baseAddress { (base + 4).copyMemory(from: source, byteCount: payload.count) }
-                return 4 + payload.count
-            }
-        }
+        append(data.payload, channel: data.channel, to: destination)
     }
 
     /// Sends what is batched on `descriptor`, in order, without blocking, and empties the

@@ -373,11 +373,12 @@ final class TURNCore: @unchecked Sendable {
         toClients.flush(udpSocket.descriptor)
     }
 
-    private func sendToUDPClient(_ append: (DatagramSendBatch) -> Bool) {
+    /// `payload` to a UDP client, behind a ChannelData header when `channel` is given. A
+    /// datagram longer than a slot is not added, and no relay socket takes one in.
+    private func sendToUDPClient(_ payload: ByteBuffer, channel: UInt16? = nil, to client: TransportAddress) {
         guard udpSocket != nil else { return }
         if toClients.isFull { flushDatagrams() }
-        // false only for a datagram longer than a slot, which no relay socket takes in
-        _ = append(toClients)
+        toClients.append(payload, channel: channel, to: client)
         scheduleSweep()
     }
 
@@ -393,14 +394,14 @@ final class TURNCore: @unchecked Sendable {
             // Relayed traffic is datagrams: when a socket cannot keep up, drop rather than queue
             // without bound (a peer flooding a slow TCP client must not grow our memory).
             if client.transport == .udp {
-                sendToUDPClient { $0.append(bytes, to: client.remote) }
+                sendToUDPClient(bytes, to: client.remote)
             } else {
                 guard let stream = streams[client], stream.isWritable else { return }
                 write(stream, bytes)
             }
         case .sendChannelDataToClient(let data, let client):
             if client.transport == .udp {
-                sendToUDPClient { $0.append(data, to: client.remote) }
+                sendToUDPClient(data.payload, channel: data.channel, to: client.remote)
             } else {
                 guard let stream = streams[client], stream.isWritable else { return }
                 write(stream, data.encoded(padded: true))

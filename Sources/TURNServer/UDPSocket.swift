@@ -74,8 +74,9 @@ struct UDPSocket {
         #endif
     }
 
-    /// Sends one datagram without blocking (`sendto` through `syscall(2)`: see CDatagramBatch.c). Returns false when it was not sent (the socket
-    /// buffer is full — the datagram is dropped, as a router would — or the kernel refused).
+    /// Sends one datagram without blocking (`sendto` through `syscall(2)`: see CDatagramBatch.c).
+    /// Returns false when it was not sent (the socket buffer is full — the datagram is
+    /// dropped, as a router would — or the kernel refused).
     @discardableResult
     func send(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
         bytes.withUnsafeReadableBytes { payload in
