@@ -24,6 +24,13 @@ struct CDatagramBatch {
     unsigned int capacity;
 #ifdef __linux__
     struct mmsghdr *messages;
+    // The headers of the first `prepared` messages point into `preparedBase` already (the
+    // drain reuses one buffer): a call sets up only what the kernel changed. The kernel
+    // writes back each filled header's name length, flags and control length, and the
+    // message length; it leaves the iovecs and the pointers alone.
+    unsigned char *preparedBase;
+    size_t preparedSlotSize;
+    unsigned int prepared;
 #endif
     struct iovec *vectors;
     struct sockaddr_storage *sources;
@@ -62,17 +69,26 @@ void CDatagramBatch_destroy(CDatagramBatch *batch) {
 int CDatagramBatch_receive(CDatagramBatch *batch, int descriptor, unsigned char *base, size_t slotSize, unsigned int count) {
 #ifdef __linux__
     if (count > batch->capacity) count = batch->capacity;
+    if (base != batch->preparedBase || slotSize != batch->preparedSlotSize) {
+        batch->preparedBase = base;
+        batch->preparedSlotSize = slotSize;
+        batch->prepared = 0;
+    }
     for (unsigned int index = 0; index < count; index++) {
-        batch->vectors[index].iov_base = base + (size_t)index * slotSize;
-        batch->vectors[index].iov_len = slotSize;
         struct msghdr *header = &batch->messages[index].msg_hdr;
-        memset(header, 0, sizeof(*header));
-        header->msg_name = &batch->sources[index];
+        if (index >= batch->prepared) {
+            batch->vectors[index].iov_base = base + (size_t)index * slotSize;
+            batch->vectors[index].iov_len = slotSize;
+            memset(header, 0, sizeof(*header));
+            header->msg_name = &batch->sources[index];
+            header->msg_iov = &batch->vectors[index];
+            header->msg_iovlen = 1;
+        }
         header->msg_namelen = sizeof(struct sockaddr_storage);
-        header->msg_iov = &batch->vectors[index];
-        header->msg_iovlen = 1;
+        header->msg_flags = 0;
         batch->messages[index].msg_len = 0;
     }
+    if (count > batch->prepared) batch->prepared = count;
     return (int)syscall(SYS_recvmmsg, descriptor, batch->messages, count, MSG_DONTWAIT, NULL);
 #else
     (void)batch; (void)descriptor; (void)base; (void)slotSize; (void)count;

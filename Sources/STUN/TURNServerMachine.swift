@@ -101,7 +101,7 @@ public struct TURNServerMachine: Sendable {
 
     public let configuration: Configuration
     private let nonces: NonceIssuer
-    private var allocations: [AllocationID: Allocation] = [:]
+    private var allocations = AllocationMap<Allocation>()
     private var allocationByClient: [TURNClient: AllocationID] = [:]
     private var pending: [AllocationID: PendingAllocation] = [:]
     private var pendingByClient: [TURNClient: AllocationID] = [:]
@@ -187,8 +187,7 @@ public struct TURNServerMachine: Sendable {
     /// binding one to a local (`let allocation = allocations[id]`) copies the struct and
     /// retains each of its fields for every relayed packet.
     private mutating func withAllocation<Result>(_ id: AllocationID, _ body: (inout Allocation) -> Result?) -> Result? {
-        guard let index = allocations.index(forKey: id) else { return nil }
-        return body(&allocations.values[index])
+        allocations.withValue(for: id, body) ?? nil
     }
 
     /// The relay socket of a pending Allocate is open at `relayed`; `reserved` is the port
@@ -286,7 +285,7 @@ public struct TURNServerMachine: Sendable {
     /// Ends every allocation now (the end of a drain).
     public mutating func endAll() -> [Action] {
         var actions: [Action] = []
-        for id in allocations.keys { actions += release(id, reason: "shutdown") }
+        for id in allocations.ids { actions += release(id, reason: "shutdown") }
         return actions
     }
 
@@ -296,13 +295,13 @@ public struct TURNServerMachine: Sendable {
     public var allocationCount: Int { allocations.count }
     /// Open allocations by tenant.
     public var allocationsByTenant: [String: Int] {
-        allocations.values.reduce(into: [:]) { $0[$1.auth.tenant, default: 0] += 1 }
+        allocations.reduce(into: [:]) { $0[$1.value.auth.tenant, default: 0] += 1 }
     }
     /// Live permissions and channel bindings over all allocations.
     public var permissionAndChannelCounts: (permissions: Int, channels: Int) {
-        allocations.values.reduce(into: (0, 0)) { counts, allocation in
-            counts.0 += allocation.permissions.count
-            counts.1 += allocation.channels.count
+        allocations.reduce(into: (0, 0)) { counts, entry in
+            counts.0 += entry.value.permissions.count
+            counts.1 += entry.value.channels.count
         }
     }
     /// The tenant of an allocation (for the shell's metrics).

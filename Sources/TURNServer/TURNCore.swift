@@ -26,7 +26,7 @@ final class TURNCore: @unchecked Sendable {
     private var bindAddress: SocketAddress?
     private var streamListeners: [any Channel] = []
     private var streams: [TURNClient: any Channel] = [:]
-    private var relays: [AllocationID: Relay] = [:]
+    private var relays = AllocationMap<Relay>()
     private var reserved: [TransportAddress: Relay] = [:]
     private var usedPorts: Set<Int> = []
     private var drainWaiters: [EventLoopPromise<Void>] = []
@@ -37,14 +37,15 @@ final class TURNCore: @unchecked Sendable {
     private var delivered: [Delivery] = []
     private var sweeping: [Delivery] = []
     private var sweepScheduled = false
+    /// A socket to drain: the listener's (`relay` nil) or a relay socket's. Plain references,
+    /// no channel existentials: one is recorded for every datagram NIO delivers.
     private struct Delivery {
         let descriptor: CInt
-        let endpoint: UDPEndpoint
+        let relay: RelayHandler?
     }
-    enum UDPEndpoint {
-        case listener(local: TransportAddress, channel: any Channel)
-        case relay(RelayHandler, channel: any Channel)
-    }
+    /// The UDP listener's own address, the server side of every UDP client's 5-tuple (set
+    /// by its handler with the first datagram).
+    private var listenerAddress: TransportAddress?
     /// At most this many datagrams are drained from one socket per wake-up, so that a busy
     /// socket does not hold up the others on the loop; the rest wait for the next wake-up.
     private static let drainLimit = 64
@@ -209,6 +210,7 @@ final class TURNCore: @unchecked Sendable {
         timer?.cancel()
         timer = nil
         perform(machine.endAll())
+        for relay in reserved.values { relay.handler.descriptor = -1 }
         var channels: [any Channel] = streamListeners + Array(streams.values) + reserved.values.map(\.channel)
         if let udpListener { channels.append(udpListener) }
         udpSocket = nil
@@ -278,9 +280,16 @@ final class TURNCore: @unchecked Sendable {
     /// every event of this wake-up — not at once, because NIO's channel read must find its
     /// datagram on every socket its poll reported, so nothing may empty a socket it has not
     /// reached yet.
-    func datagramDelivered(on descriptor: CInt, _ endpoint: UDPEndpoint) {
-        delivered.append(Delivery(descriptor: descriptor, endpoint: endpoint))
+    func datagramDelivered(on descriptor: CInt, relay: RelayHandler?) {
+        delivered.append(Delivery(descriptor: descriptor, relay: relay))
         scheduleSweep()
+    }
+
+    /// The listener's handler reports the listener's address and the datagram it read.
+    func listenerDelivered(local: TransportAddress) {
+        guard let descriptor = udpSocket?.descriptor else { return }
+        if listenerAddress == nil { listenerAddress = local }
+        datagramDelivered(on: descriptor, relay: nil)
     }
 
     /// Runs ``sweep()`` once NIO has handled every event of this wake-up.
@@ -300,24 +309,23 @@ final class TURNCore: @unchecked Sendable {
         let now = self.now
         // swapped out, so that the list does not change while it is walked
         swap(&delivered, &sweeping)
+        // A socket is drained only while it is still open: what an earlier drain relayed may
+        // have closed it (the core forgets a descriptor before it closes its channel).
         for delivery in sweeping {
-            switch delivery.endpoint {
-            case .listener(let local, let channel):
-                datagrams.drain(delivery.descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { bytes, remote in
-                    fromClient(bytes, client: TURNClient(transport: .udp, local: local, remote: remote), now: now)
-                }
-            case .relay(let handler, let channel):
-                datagrams.drain(delivery.descriptor, limit: Self.drainLimit, isOpen: { channel.isActive }) { payload, peer in
+            let descriptor = delivery.descriptor
+            if let handler = delivery.relay {
+                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { handler.descriptor == descriptor }) { payload, peer in
                     fromPeer(payload, peer: peer, relay: handler, now: now)
+                }
+            } else if let local = listenerAddress {
+                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { self.udpSocket?.descriptor == descriptor }) { bytes, remote in
+                    fromClient(bytes, client: TURNClient(transport: .udp, local: local, remote: remote), now: now)
                 }
             }
         }
         sweeping.removeAll(keepingCapacity: true)
         flushPending()
     }
-
-    /// The UDP listener's descriptor, for its handler to report deliveries.
-    var listenerDescriptor: CInt? { udpSocket?.descriptor }
 
     func streamOpened(_ client: TURNClient, channel: any Channel) {
         streams[client] = channel
@@ -335,7 +343,7 @@ final class TURNCore: @unchecked Sendable {
     }
 
     private func tick() {
-        for relay in relays.values { relay.handler.publishTraffic() }
+        for (_, relay) in relays { relay.handler.publishTraffic() }
         perform(machine.expire(now: now))
         let counts = machine.permissionAndChannelCounts
         metrics.update(allocationsByTenant: machine.allocationsByTenant, permissions: counts.permissions, channels: counts.channels)
@@ -416,6 +424,7 @@ final class TURNCore: @unchecked Sendable {
         case .closeRelay(let id):
             if let relay = relays.removeValue(forKey: id) {
                 relay.handler.publishTraffic()
+                relay.handler.descriptor = -1
                 usedPorts.remove(relay.port)
                 relay.channel.close(promise: nil)
             }
@@ -426,6 +435,7 @@ final class TURNCore: @unchecked Sendable {
             }
         case .releaseReservation(let address):
             if let relay = reserved.removeValue(forKey: address) {
+                relay.handler.descriptor = -1
                 usedPorts.remove(relay.port)
                 relay.channel.close(promise: nil)
             }

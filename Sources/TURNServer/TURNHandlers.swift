@@ -19,9 +19,7 @@ final class UDPListenerHandler: ChannelInboundHandler {
         if envelope.data.readableBytes <= DatagramDrain.slotSize, let remote = TransportAddress(envelope.remoteAddress) {
             core.fromClient(envelope.data, client: TURNClient(transport: .udp, local: local, remote: remote))
         }
-        if let descriptor = core.listenerDescriptor {
-            core.datagramDelivered(on: descriptor, .listener(local: local, channel: context.channel))
-        }
+        core.listenerDelivered(local: local)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -42,7 +40,8 @@ final class RelayHandler: ChannelInboundHandler {
     /// loop, added to ``metrics`` once a second by the core's tick and when the allocation
     /// ends, instead of four atomic increments through the metrics backend per packet.
     var traffic = TURNMetrics.Traffic()
-    /// The channel's socket, drained after each datagram NIO delivers (``DatagramDrain``).
+    /// The channel's socket, drained after each datagram NIO delivers (``DatagramDrain``);
+    /// -1 once the core has let the socket go (it is closing, and its number may be reused).
     var descriptor: CInt = -1
 
     init(core: TURNCore) { self.core = core }
@@ -53,7 +52,7 @@ final class RelayHandler: ChannelInboundHandler {
         if envelope.data.readableBytes <= DatagramDrain.slotSize, let peer = TransportAddress(envelope.remoteAddress) {
             core.fromPeer(envelope.data, peer: peer, relay: self)
         }
-        if descriptor >= 0 { core.datagramDelivered(on: descriptor, .relay(self, channel: context.channel)) }
+        if descriptor >= 0 { core.datagramDelivered(on: descriptor, relay: self) }
     }
 
     func publishTraffic() {
@@ -63,7 +62,7 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     /// Streams are flushed here; datagrams to UDP clients wait for the sweep that follows
-    /// (``TURNCore/datagramDelivered(on:_:)``), to go out in one batch with the others.
+    /// (``TURNCore/datagramDelivered(on:relay:)``), to go out in one batch with the others.
     func channelReadComplete(context: ChannelHandlerContext) {
         core.flushStreams()
     }

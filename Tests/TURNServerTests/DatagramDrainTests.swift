@@ -70,6 +70,39 @@ import Darwin
         #expect(kept.map { String(buffer: $0) } == ["first", "second"])
     }
 
+    /// One drain serves sockets of both families, its buffer reused or replaced between calls:
+    /// the receive headers it keeps from call to call (CDatagramBatch.c) must give every
+    /// datagram its own length and whole source address — an IPv6 source after IPv4 ones,
+    /// whose shorter address length the kernel wrote back, included.
+    @Test func aReusedDrainReadsEveryFamilyAndBufferAfterAnother() throws {
+        let (receiver4, address4) = try boundSocket("127.0.0.1")
+        let (sender4, source4) = try boundSocket("127.0.0.1")
+        defer { closeAll(receiver4, sender4) }
+        let drain = DatagramDrain(slots: 4, allocator: ByteBufferAllocator())
+        var kept: [ByteBuffer] = []
+        for round in 0..<3 {
+            for index in 0..<(round + 2) { #expect(sender4.send(ByteBuffer(string: "v4 \(round).\(index)" + String(repeating: "x", count: index)), to: address4)) }
+            var seen: [String] = []
+            drain.drain(receiver4.descriptor, limit: 64, isOpen: { true }) { payload, source in
+                seen.append(String(buffer: payload))
+                #expect(source == source4)
+                if round == 1 { kept.append(payload) }  // round 2 then reads into a new buffer
+            }
+            #expect(seen == (0..<(round + 2)).map { "v4 \(round).\($0)" + String(repeating: "x", count: $0) })
+        }
+        #expect(kept.map { String(buffer: $0) } == ["v4 1.0", "v4 1.1x", "v4 1.2xx"])
+        guard let (receiver6, address6) = try? boundSocket("::1") else { return }  // no IPv6 loopback here
+        let (sender6, source6) = try boundSocket("::1")
+        defer { closeAll(receiver6, sender6) }
+        for index in 0..<6 { #expect(sender6.send(ByteBuffer(string: "v6 \(index)"), to: address6)) }
+        var seen: [String] = []
+        drain.drain(receiver6.descriptor, limit: 64, isOpen: { true }) { payload, source in
+            seen.append(String(buffer: payload))
+            #expect(source == source6)
+        }
+        #expect(seen == (0..<6).map { "v6 \($0)" })
+    }
+
     /// ``DatagramSendBatch``: what is appended arrives in order, a full batch refuses more
     /// until flushed, ChannelData gets its header, and a datagram the kernel refuses (here an
     /// address of the other family) is dropped while the rest still go.
