@@ -302,29 +302,32 @@ final class TURNCore: @unchecked Sendable {
     /// Reads what is queued on the sockets NIO read from in this wake-up and relays it, then
     /// sends what is batched for UDP clients and flushes the streams relayed data was written to.
     private func sweep() {
-        sweepScheduled = false
+        // Cleared at the end: what the sweep itself batches for clients needs no further sweep.
+        defer { sweepScheduled = false }
         // What NIO's reads of this wake-up relayed goes first (one datagram per socket, often the
         // only one: a lone packet is not held up by the drains), then what the drains relay.
         flushDatagrams()
         let now = self.now
         // swapped out, so that the list does not change while it is walked
         swap(&delivered, &sweeping)
-        // A socket is drained only while it is still open: what an earlier drain relayed may
-        // have closed it (the core forgets a descriptor before it closes its channel).
-        for delivery in sweeping {
-            let descriptor = delivery.descriptor
-            if let handler = delivery.relay {
-                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { handler.descriptor == descriptor }) { payload, peer in
-                    fromPeer(payload, peer: peer, relay: handler, now: now)
-                }
-            } else if let local = listenerAddress {
-                datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { self.udpSocket?.descriptor == descriptor }) { bytes, remote in
-                    fromClient(bytes, client: TURNClient(transport: .udp, local: local, remote: remote), now: now)
-                }
-            }
-        }
+        for delivery in sweeping { drain(delivery, now: now) }
         sweeping.removeAll(keepingCapacity: true)
         flushPending()
+    }
+
+    /// Drains one delivered socket — only while it is still open: what an earlier drain relayed
+    /// may have closed it (the core forgets a descriptor before it closes its channel).
+    private func drain(_ delivery: Delivery, now: TURNTime) {
+        let descriptor = delivery.descriptor
+        if let handler = delivery.relay {
+            datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { handler.descriptor == descriptor }) { payload, peer in
+                fromPeer(payload, peer: peer, relay: handler, now: now)
+            }
+        } else if let local = listenerAddress {
+            datagrams.drain(descriptor, limit: Self.drainLimit, isOpen: { self.udpSocket?.descriptor == descriptor }) { bytes, remote in
+                fromClient(bytes, client: TURNClient(transport: .udp, local: local, remote: remote), now: now)
+            }
+        }
     }
 
     func streamOpened(_ client: TURNClient, channel: any Channel) {
