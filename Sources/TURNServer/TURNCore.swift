@@ -292,6 +292,18 @@ final class TURNCore: @unchecked Sendable {
         datagramDelivered(on: descriptor, relay: nil)
     }
 
+    /// The UDP listener's channel (for tests).
+    var listenerChannel: (any Channel)? { udpListener }
+
+    /// The UDP listener's channel closed (at shutdown, or by NIO on a fatal read error): its
+    /// descriptor is forgotten, and the node no longer reports itself listening.
+    func listenerInactive(_ channel: any Channel) {
+        // Only the current listener: a listener given up while binding closes too.
+        guard let udpListener, udpListener === channel else { return }
+        udpSocket = nil
+        self.udpListener = nil
+    }
+
     /// Runs ``sweep()`` once NIO has handled every event of this wake-up.
     private func scheduleSweep() {
         guard !sweepScheduled else { return }
@@ -418,7 +430,8 @@ final class TURNCore: @unchecked Sendable {
                 write(stream, data.encoded(padded: true))
             }
         case .sendToPeer(let payload, let id, let peer):
-            guard let relay = relays[id] else { return }
+            // A relay socket NIO closed on its own (a fatal read error) has descriptor -1.
+            guard let relay = relays[id], relay.handler.descriptor >= 0 else { return }
             relay.handler.traffic.packetsToPeer &+= 1
             relay.handler.traffic.bytesToPeer &+= payload.readableBytes
             relay.socket.send(payload, to: peer)

@@ -22,6 +22,13 @@ final class UDPListenerHandler: ChannelInboundHandler {
         core.listenerDelivered(local: local)
     }
 
+    /// The channel closed — by the core, or by NIO after a read error it deems fatal: either
+    /// way its descriptor is gone, and nothing may be sent on or read from its number again.
+    func channelInactive(context: ChannelHandlerContext) {
+        core.listenerInactive(context.channel)
+        context.fireChannelInactive()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP errors surface here as read errors on Linux; the listener keeps serving.
     }
@@ -53,6 +60,14 @@ final class RelayHandler: ChannelInboundHandler {
             core.fromPeer(envelope.data, peer: peer, relay: self)
         }
         if descriptor >= 0 { core.datagramDelivered(on: descriptor, relay: self) }
+    }
+
+    /// The channel closed — by the core, or by NIO after a read error it deems fatal: the
+    /// descriptor is forgotten, so that no drain or send uses its number (which the kernel may
+    /// hand to the next socket) again.
+    func channelInactive(context: ChannelHandlerContext) {
+        descriptor = -1
+        context.fireChannelInactive()
     }
 
     func publishTraffic() {

@@ -23,7 +23,9 @@ import Darwin
 ///
 /// Lifetime: NIO owns the descriptor once the channel exists and closes it with the channel.
 /// ``TURNCore`` confines every use to the channel's event loop and forgets the descriptor
-/// before it closes the channel, so a send never reaches a closed (or reused) descriptor.
+/// before it closes the channel — and, when NIO closes a channel itself (a read error it
+/// deems fatal), in the handler's `channelInactive` — so a send or a drain never reaches a
+/// closed (or reused) descriptor.
 struct UDPSocket {
     let descriptor: CInt
 
