@@ -63,12 +63,6 @@ final class DatagramSendBatch {
         }
     }
 
-    /// Adds a ChannelData message; false if full or longer than a slot.
-    @discardableResult
-    func append(_ data: ChannelData, to destination: TransportAddress) -> Bool {
-        append(data.payload, channel: data.channel, to: destination)
-    }
-
     /// Sends what is batched on `descriptor`, in order, without blocking, and empties the
     /// batch; a datagram the kernel refuses (full buffer, unreachable) is dropped. Returns
     /// how many were sent.

@@ -76,6 +76,12 @@ final class TURNCore: @unchecked Sendable {
             self.handler = handler
             self.port = port
         }
+
+        /// Forgets the descriptor (no drain or send may use its number again), then closes.
+        func close() {
+            handler.descriptor = -1
+            channel.close(promise: nil)
+        }
     }
 
     init(configuration: TURNServerConfiguration, publicIP: IPAddress, loop: any EventLoop, logger: Logger, metricsFactory: any MetricsFactory,
@@ -440,9 +446,8 @@ final class TURNCore: @unchecked Sendable {
         case .closeRelay(let id):
             if let relay = relays.removeValue(forKey: id) {
                 relay.handler.publishTraffic()
-                relay.handler.descriptor = -1
                 usedPorts.remove(relay.port)
-                relay.channel.close(promise: nil)
+                relay.close()
             }
             if machine.allocationCount == 0, !drainWaiters.isEmpty {
                 let waiters = drainWaiters
@@ -451,9 +456,8 @@ final class TURNCore: @unchecked Sendable {
             }
         case .releaseReservation(let address):
             if let relay = reserved.removeValue(forKey: address) {
-                relay.handler.descriptor = -1
                 usedPorts.remove(relay.port)
-                relay.channel.close(promise: nil)
+                relay.close()
             }
         case .report(let report):
             metrics.record(report)
@@ -522,7 +526,7 @@ final class TURNCore: @unchecked Sendable {
                     switch second {
                     case .success(let kept): self.opened(request, relay: first.value, reservedNext: kept)
                     case .failure:
-                        first.value.channel.close(promise: nil)
+                        first.value.close()
                         self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
                     }
                 }

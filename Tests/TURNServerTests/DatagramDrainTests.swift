@@ -123,7 +123,7 @@ import Darwin
                 #expect(batch.append(ByteBuffer(string: "bytes \(index)"), to: receiverAddress))
                 expected.append("bytes \(index)")
             } else {
-                #expect(batch.append(ChannelData(channel: 0x4000 + UInt16(index), payload: ByteBuffer(string: "channel \(index)")), to: receiverAddress))
+                #expect(batch.append(ByteBuffer(string: "channel \(index)"), channel: 0x4000 + UInt16(index), to: receiverAddress))
                 expected.append("0x\(String(0x4000 + index, radix: 16)) channel \(index)")
             }
         }
