@@ -22,17 +22,24 @@ public struct ChannelData: Sendable {
     /// a length longer than the bytes, or a channel outside 0x4000–0x7FFF).
     public init?(decoding buffer: ByteBuffer) {
         // The 4-byte header in one read of the bytes (two `getInteger`s cost twice as much).
-        let header = buffer.withUnsafeReadableBytes { bytes -> (channel: UInt16, length: UInt16)? in
-            guard bytes.count >= 4 else { return nil }
-            return (UInt16(bytes[0]) << 8 | UInt16(bytes[1]), UInt16(bytes[2]) << 8 | UInt16(bytes[3]))
-        }
-        guard let (channel, length) = header,
-            Self.acceptedChannelRange.contains(channel),
-            buffer.readableBytes - 4 >= Int(length),
-            let payload = buffer.getSlice(at: buffer.readerIndex + 4, length: Int(length))
+        guard let (channel, length) = buffer.withUnsafeReadableBytes(Self.header(of:)),
+            let payload = buffer.getSlice(at: buffer.readerIndex + 4, length: length)
         else { return nil }
         self.channel = channel
         self.payload = payload
+    }
+
+    /// The channel number and payload length of the ChannelData message in `bytes`, or nil
+    /// when it is not one: shorter than its header, a number outside
+    /// ``acceptedChannelRange``, or a length beyond the bytes (padding after the payload is
+    /// allowed). The relay path reads datagrams this way, in place, without a buffer.
+    @inlinable
+    public static func header(of bytes: UnsafeRawBufferPointer) -> (channel: UInt16, length: Int)? {
+        guard bytes.count >= 4 else { return nil }
+        let channel = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        let length = Int(bytes[2]) << 8 | Int(bytes[3])
+        guard acceptedChannelRange.contains(channel), bytes.count - 4 >= length else { return nil }
+        return (channel, length)
     }
 
     /// Whether the first byte says ChannelData (0b01) rather than STUN (0b00).

@@ -155,32 +155,56 @@ public struct TURNServerMachine: Sendable {
 
     /// ChannelData from a client: the hot path, one dictionary lookup and one action at most.
     public mutating func relayChannelData(_ bytes: ByteBuffer, from client: TURNClient, now: TURNTime) -> Action? {
-        guard let channelData = ChannelData(decoding: bytes), let id = allocationByClient[client] else { return nil }
-        return withAllocation(id) { allocation -> Action? in
-            guard let channel = allocation.channels[channelData.channel], channel.expires > now,
+        guard let channelData = ChannelData(decoding: bytes),
+            let route = channelDataRoute(channelData.channel, from: client, now: now)
+        else { return nil }
+        return .sendToPeer(channelData.payload, allocation: route.allocation, peer: route.peer)
+    }
+
+    /// Where `client`'s ChannelData on channel `number` goes — the allocation whose relay
+    /// socket sends it and the peer bound to the channel — or nil when it is dropped (no
+    /// allocation, an unbound or expired channel, an expired permission). The decision of
+    /// ``relayChannelData(_:from:now:)`` without the bytes: the relay path sends them from
+    /// where it read them, with no buffer or action per packet.
+    public mutating func channelDataRoute(_ number: UInt16, from client: TURNClient, now: TURNTime) -> (allocation: AllocationID, peer: TransportAddress)? {
+        guard let id = allocationByClient[client] else { return nil }
+        return withAllocation(id) { allocation -> (allocation: AllocationID, peer: TransportAddress)? in
+            guard let channel = allocation.channels[number], channel.expires > now,
                 let permission = allocation.permissions[channel.peer.ip], permission > now
             else { return nil }
-            return .sendToPeer(channelData.payload, allocation: id, peer: channel.peer)
+            return (id, channel.peer)
         }
     }
 
     /// A datagram that reached an allocation's relay socket from `peer`.
     public mutating func receiveFromPeer(_ payload: ByteBuffer, peer: TransportAddress, allocation id: AllocationID, now: TURNTime) -> Action? {
-        let found = withAllocation(id) { allocation -> (client: TURNClient, channel: UInt16?)? in
+        guard let route = peerRoute(peer, allocation: id, now: now) else { return nil }
+        if let number = route.channel {
+            return .sendChannelDataToClient(ChannelData(channel: number, payload: payload), route.client)
+        }
+        return .sendToClient(dataIndication(payload, from: peer), route.client)
+    }
+
+    /// Where a datagram from `peer` to allocation `id`'s relay socket goes: its client, with
+    /// the channel bound to `peer` (nil: it goes as a Data indication) — or nil when it is
+    /// dropped (no permission for the peer's address). The decision of
+    /// ``receiveFromPeer(_:peer:allocation:now:)`` without the bytes.
+    public mutating func peerRoute(_ peer: TransportAddress, allocation id: AllocationID, now: TURNTime) -> (client: TURNClient, channel: UInt16?)? {
+        withAllocation(id) { allocation -> (client: TURNClient, channel: UInt16?)? in
             guard let permission = allocation.permissions[peer.ip], permission > now else { return nil }
             if let number = allocation.channelByPeer[peer], let channel = allocation.channels[number], channel.expires > now {
                 return (allocation.client, number)
             }
             return (allocation.client, nil)
         }
-        guard let found else { return nil }
-        if let number = found.channel {
-            return .sendChannelDataToClient(ChannelData(channel: number, payload: payload), found.client)
-        }
+    }
+
+    /// A Data indication (RFC 8656 §11.4) carrying `payload` from `peer`.
+    public mutating func dataIndication(_ payload: ByteBuffer, from peer: TransportAddress) -> ByteBuffer {
         var encoder = STUNMessageEncoder(type: STUNMessageType(method: .data, class: .indication), transactionID: nextIndicationID())
         encoder.append(.xorPeerAddress, xorAddress: peer)
         encoder.append(.data, buffer: payload)
-        return .sendToClient(encoder.message, found.client)
+        return encoder.message
     }
 
     /// Runs `body` on the allocation in place. The relay path reads allocations this way:

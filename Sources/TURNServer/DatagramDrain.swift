@@ -29,9 +29,10 @@ import Darwin
 /// so no datagram depends on the drain to be read, and one socket's order is kept (both
 /// readers run on the channel's event loop, one after the other).
 ///
-/// Confined to one event loop, like ``TURNCore``, which owns one. The slices handed to `body`
-/// share one buffer: a slice kept past `body` (a write queued to a TCP client) makes the next
-/// read allocate a fresh buffer (copy-on-write) instead of overwriting it.
+/// Confined to one event loop, like ``TURNCore``, which owns one. `body` sees each datagram's
+/// bytes in place, in the drain's buffer, valid only until it returns: the relay path sends
+/// them on from there, with no buffer (and no reference count) per datagram; what has to keep
+/// them (a STUN request, a write to a TCP client) copies them.
 final class DatagramDrain {
     /// The largest datagram relayed; a longer one is dropped, not relayed cut short — here
     /// (`MSG_TRUNC`) and by the channels' handlers (their receive buffers hold one byte
@@ -54,31 +55,28 @@ final class DatagramDrain {
     }
 
     /// Reads up to `limit` datagrams from `descriptor` without blocking and calls `body` with
-    /// each payload and its source, in arrival order. Stops when the queue is empty, on an
-    /// error (NIO's next read reports it), or when `isOpen` turns false — what `body` does
-    /// may close the socket. Returns how many datagrams were read.
+    /// each payload (valid only during the call) and its source, in arrival order. Stops when
+    /// the queue is empty, on an error (NIO's next read reports it), or when `isOpen` turns
+    /// false — what `body` does may close the socket. Returns how many datagrams were read.
     @discardableResult
-    func drain(_ descriptor: CInt, limit: Int, isOpen: () -> Bool, _ body: (ByteBuffer, TransportAddress) -> Void) -> Int {
+    func drain(_ descriptor: CInt, limit: Int, isOpen: () -> Bool, _ body: (UnsafeRawBufferPointer, TransportAddress) -> Void) -> Int {
         guard let batch else { return 0 }
         var total = 0
         while total < limit, isOpen() {
             let wanted = min(slots, limit - total)
-            buffer.clear()
-            buffer.reserveCapacity(slots * Self.slotSize)
             let received = buffer.withUnsafeMutableWritableBytes { storage -> CInt in
                 guard let base = storage.baseAddress, storage.count >= wanted * Self.slotSize else { return -1 }
-                return CDatagramBatch_receive(batch, descriptor, base.assumingMemoryBound(to: UInt8.self), Self.slotSize, UInt32(wanted))
+                let received = CDatagramBatch_receive(batch, descriptor, base.assumingMemoryBound(to: UInt8.self), Self.slotSize, UInt32(wanted))
+                for index in 0..<UInt32(max(received, 0)) {
+                    let length = CDatagramBatch_length(batch, index)
+                    guard length >= 0, length <= Self.slotSize,
+                        let source = TransportAddress(CDatagramBatch_source(batch, index).assumingMemoryBound(to: sockaddr_storage.self))
+                    else { continue }
+                    body(UnsafeRawBufferPointer(start: base + Int(index) * Self.slotSize, count: Int(length)), source)
+                }
+                return received
             }
             guard received > 0 else { break }
-            buffer.moveWriterIndex(forwardBy: Int(received) * Self.slotSize)
-            for index in 0..<UInt32(received) {
-                let length = CDatagramBatch_length(batch, index)
-                guard length >= 0,
-                    let payload = buffer.getSlice(at: Int(index) * Self.slotSize, length: Int(length)),
-                    let source = TransportAddress(CDatagramBatch_source(batch, index).assumingMemoryBound(to: sockaddr_storage.self))
-                else { continue }
-                body(payload, source)
-            }
             total += Int(received)
             if Int(received) < wanted { break }
         }

@@ -48,16 +48,20 @@ final class DatagramSendBatch {
     /// batch is full (flush first) or the datagram is longer than a slot.
     @discardableResult
     func append(_ payload: ByteBuffer, channel: UInt16? = nil, to destination: TransportAddress) -> Bool {
+        payload.withUnsafeReadableBytes { append($0, channel: channel, to: destination) }
+    }
+
+    /// ``append(_:channel:to:)`` from bytes in place (a drained datagram's): they are copied.
+    @discardableResult
+    func append(_ bytes: UnsafeRawBufferPointer, channel: UInt16? = nil, to destination: TransportAddress) -> Bool {
         let headerLength = channel == nil ? 0 : 4
-        guard let slot = CDatagramSendBatch_nextSlot(batch), headerLength + payload.readableBytes <= Self.slotSize else { return false }
-        let length = payload.withUnsafeReadableBytes { bytes in
-            if let channel {
-                let header = UInt32(channel) << 16 | UInt32(truncatingIfNeeded: bytes.count)
-                UnsafeMutableRawPointer(slot).storeBytes(of: header.bigEndian, as: UInt32.self)
-            }
-            if let source = bytes.baseAddress { (slot + headerLength).update(from: source.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
-            return headerLength + bytes.count
+        guard let slot = CDatagramSendBatch_nextSlot(batch), headerLength + bytes.count <= Self.slotSize else { return false }
+        if let channel {
+            let header = UInt32(channel) << 16 | UInt32(truncatingIfNeeded: bytes.count)
+            UnsafeMutableRawPointer(slot).storeBytes(of: header.bigEndian, as: UInt32.self)
         }
+        if let source = bytes.baseAddress { (slot + headerLength).update(from: source.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+        let length = headerLength + bytes.count
         return destination.withSockAddr { address, addressLength in
             CDatagramSendBatch_commit(batch, length, address, UInt32(addressLength)) >= 0
         }

@@ -266,19 +266,56 @@ final class TURNCore: @unchecked Sendable {
     func fromClient(_ bytes: ByteBuffer, client: TURNClient, now: TURNTime? = nil) {
         let now = now ?? self.now
         if let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self), ChannelData.isChannelData(firstByte: first) {
-            if let action = machine.relayChannelData(bytes, from: client, now: now) { perform(action) }
+            bytes.withUnsafeReadableBytes { relayChannelData($0, from: client, now: now) }
             return
         }
         perform(machine.receive(bytes, from: client, now: now))
     }
 
-    func fromPeer(_ payload: ByteBuffer, peer: TransportAddress, relay handler: RelayHandler, now: TURNTime? = nil) {
-        guard let id = handler.allocation,
-            let action = machine.receiveFromPeer(payload, peer: peer, allocation: id, now: now ?? self.now)
+    /// A datagram a drain read from the UDP listener, in place (see ``DatagramDrain``).
+    private func fromClient(_ bytes: UnsafeRawBufferPointer, client: TURNClient, now: TURNTime) {
+        if let first = bytes.first, ChannelData.isChannelData(firstByte: first) {
+            relayChannelData(bytes, from: client, now: now)
+        } else {
+            perform(machine.receive(ByteBuffer(bytes: bytes), from: client, now: now))
+        }
+    }
+
+    /// The relay path from a client, for ChannelData (what a client relays once its channel is
+    /// bound): the machine only decides where it goes (``TURNServerMachine/channelDataRoute``),
+    /// and the payload is sent to the peer from where it was read — no buffer, no action.
+    private func relayChannelData(_ bytes: UnsafeRawBufferPointer, from client: TURNClient, now: TURNTime) {
+        guard let (number, length) = ChannelData.header(of: bytes),
+            let route = machine.channelDataRoute(number, from: client, now: now),
+            // A relay socket NIO closed on its own (a fatal read error) has descriptor -1.
+            let relay = relays[route.allocation], relay.handler.descriptor >= 0
         else { return }
+        relay.handler.traffic.packetsToPeer &+= 1
+        relay.handler.traffic.bytesToPeer &+= length
+        relay.socket.send(UnsafeRawBufferPointer(rebasing: bytes[4..<4 + length]), to: route.peer)
+    }
+
+    func fromPeer(_ payload: ByteBuffer, peer: TransportAddress, relay handler: RelayHandler, now: TURNTime? = nil) {
+        let now = now ?? self.now
+        payload.withUnsafeReadableBytes { fromPeer($0, peer: peer, relay: handler, now: now) }
+    }
+
+    /// The relay path from a peer: the machine decides where the datagram goes
+    /// (``TURNServerMachine/peerRoute``); to a UDP client on a channel (the common case) it is
+    /// copied straight into the send batch behind its ChannelData header. A Data indication,
+    /// or a TCP client, gets a buffer of its own.
+    private func fromPeer(_ payload: UnsafeRawBufferPointer, peer: TransportAddress, relay handler: RelayHandler, now: TURNTime) {
+        guard let id = handler.allocation, let route = machine.peerRoute(peer, allocation: id, now: now) else { return }
         handler.traffic.packetsToClient &+= 1
-        handler.traffic.bytesToClient &+= payload.readableBytes
-        perform(action)
+        handler.traffic.bytesToClient &+= payload.count
+        switch (route.client.transport, route.channel) {
+        case (.udp, let channel?):
+            sendToUDPClient(payload, channel: channel, to: route.client.remote)
+        case (_, let channel?):
+            perform(.sendChannelDataToClient(ChannelData(channel: channel, payload: ByteBuffer(bytes: payload)), route.client))
+        case (_, nil):
+            perform(.sendToClient(machine.dataIndication(ByteBuffer(bytes: payload), from: peer), route.client))
+        }
     }
 
     /// Called after each datagram a UDP channel delivers (one per socket and wake-up: the
@@ -405,6 +442,10 @@ final class TURNCore: @unchecked Sendable {
     /// `payload` to a UDP client, behind a ChannelData header when `channel` is given. A
     /// datagram longer than a slot is not added, and no relay socket takes one in.
     private func sendToUDPClient(_ payload: ByteBuffer, channel: UInt16? = nil, to client: TransportAddress) {
+        payload.withUnsafeReadableBytes { sendToUDPClient($0, channel: channel, to: client) }
+    }
+
+    private func sendToUDPClient(_ payload: UnsafeRawBufferPointer, channel: UInt16? = nil, to client: TransportAddress) {
         guard udpSocket != nil else { return }
         if toClients.isFull { flushDatagrams() }
         toClients.append(payload, channel: channel, to: client)

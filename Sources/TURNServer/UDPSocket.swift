@@ -81,10 +81,13 @@ struct UDPSocket {
     /// dropped, as a router would — or the kernel refused).
     @discardableResult
     func send(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
-        bytes.withUnsafeReadableBytes { payload in
-            destination.withSockAddr { address, length in
-                CDatagramBatch_sendto(descriptor, payload.baseAddress, payload.count, address, UInt32(length)) >= 0
-            }
+        bytes.withUnsafeReadableBytes { send($0, to: destination) }
+    }
+
+    @discardableResult
+    func send(_ payload: UnsafeRawBufferPointer, to destination: TransportAddress) -> Bool {
+        destination.withSockAddr { address, length in
+            CDatagramBatch_sendto(descriptor, payload.baseAddress, payload.count, address, UInt32(length)) >= 0
         }
     }
 }

@@ -30,13 +30,13 @@ import Darwin
         var seen: [String] = []
         var sources: Set<TransportAddress> = []
         let first = drain.drain(receiver.descriptor, limit: 30, isOpen: { true }) { payload, source in
-            seen.append(String(buffer: payload))
+            seen.append(String(decoding: payload, as: UTF8.self))
             sources.insert(source)
         }
         #expect(first == 30)  // the oversized one counts as read, and is not handed out
         #expect(seen == (0..<29).map { "datagram \($0)" })
         let rest = drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, source in
-            seen.append(String(buffer: payload))
+            seen.append(String(decoding: payload, as: UTF8.self))
             sources.insert(source)
         }
         #expect(rest == 11)
@@ -57,20 +57,7 @@ import Darwin
         #expect(drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { _, _ in } == 5)
     }
 
-    @Test func aSliceKeptPastItsCallbackIsNotOverwritten() throws {
-        let (receiver, receiverAddress) = try boundSocket("127.0.0.1")
-        let (sender, _) = try boundSocket("127.0.0.1")
-        defer { closeAll(receiver, sender) }
-        let drain = DatagramDrain(slots: 4, allocator: ByteBufferAllocator())
-        var kept: [ByteBuffer] = []
-        #expect(sender.send(ByteBuffer(string: "first"), to: receiverAddress))
-        drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, _ in kept.append(payload) }
-        #expect(sender.send(ByteBuffer(string: "second"), to: receiverAddress))
-        drain.drain(receiver.descriptor, limit: 64, isOpen: { true }) { payload, _ in kept.append(payload) }
-        #expect(kept.map { String(buffer: $0) } == ["first", "second"])
-    }
-
-    /// One drain serves sockets of both families, its buffer reused or replaced between calls:
+    /// One drain serves sockets of both families, its buffer reused between calls:
     /// the receive headers it keeps from call to call (CDatagramBatch.c) must give every
     /// datagram its own length and whole source address — an IPv6 source after IPv4 ones,
     /// whose shorter address length the kernel wrote back, included.
@@ -84,9 +71,9 @@ import Darwin
             for index in 0..<(round + 2) { #expect(sender4.send(ByteBuffer(string: "v4 \(round).\(index)" + String(repeating: "x", count: index)), to: address4)) }
             var seen: [String] = []
             drain.drain(receiver4.descriptor, limit: 64, isOpen: { true }) { payload, source in
-                seen.append(String(buffer: payload))
+                seen.append(String(decoding: payload, as: UTF8.self))
                 #expect(source == source4)
-                if round == 1 { kept.append(payload) }  // round 2 then reads into a new buffer
+                if round == 1 { kept.append(ByteBuffer(bytes: payload)) }  // copies: round 2 reads into the same buffer
             }
             #expect(seen == (0..<(round + 2)).map { "v4 \(round).\($0)" + String(repeating: "x", count: $0) })
         }
@@ -97,7 +84,7 @@ import Darwin
         for index in 0..<6 { #expect(sender6.send(ByteBuffer(string: "v6 \(index)"), to: address6)) }
         var seen: [String] = []
         drain.drain(receiver6.descriptor, limit: 64, isOpen: { true }) { payload, source in
-            seen.append(String(buffer: payload))
+            seen.append(String(decoding: payload, as: UTF8.self))
             #expect(source == source6)
         }
         #expect(seen == (0..<6).map { "v6 \($0)" })
@@ -133,10 +120,10 @@ import Darwin
         var seen: [String] = []
         let drain = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
         drain.drain(receiver.descriptor, limit: 100, isOpen: { true }) { payload, _ in
-            if let data = ChannelData(decoding: payload) {
+            if let data = ChannelData(decoding: ByteBuffer(bytes: payload)) {
                 seen.append("0x\(String(data.channel, radix: 16)) \(String(buffer: data.payload))")
             } else {
-                seen.append(String(buffer: payload))
+                seen.append(String(decoding: payload, as: UTF8.self))
             }
         }
         #expect(seen == expected)
@@ -177,10 +164,10 @@ import Darwin
         #expect(batch.segmented == (segmentation ? 12 + 4 + 2 + 3 : 0))
         let drain = DatagramDrain(slots: 16, allocator: ByteBufferAllocator())
         var received: [ByteBuffer] = []
-        drain.drain(first.descriptor, limit: 64, isOpen: { true }) { bytes, _ in received.append(bytes) }
+        drain.drain(first.descriptor, limit: 64, isOpen: { true }) { bytes, _ in received.append(ByteBuffer(bytes: bytes)) }
         #expect(received == toFirst)
         received = []
-        drain.drain(second.descriptor, limit: 64, isOpen: { true }) { bytes, _ in received.append(bytes) }
+        drain.drain(second.descriptor, limit: 64, isOpen: { true }) { bytes, _ in received.append(ByteBuffer(bytes: bytes)) }
         #expect(received == toSecond)
     }
 
