@@ -286,13 +286,16 @@ final class TURNCore: @unchecked Sendable {
     /// and the payload is sent to the peer from where it was read — no buffer, no action.
     private func relayChannelData(_ bytes: UnsafeRawBufferPointer, from client: TURNClient, now: TURNTime) {
         guard let (number, length) = ChannelData.header(of: bytes),
-            let route = machine.channelDataRoute(number, from: client, now: now),
-            // A relay socket NIO closed on its own (a fatal read error) has descriptor -1.
-            let relay = relays[route.allocation], relay.handler.descriptor >= 0
+            let route = machine.channelDataRoute(number, from: client, now: now)
         else { return }
-        relay.handler.traffic.packetsToPeer &+= 1
-        relay.handler.traffic.bytesToPeer &+= length
-        relay.socket.send(UnsafeRawBufferPointer(rebasing: bytes[4..<4 + length]), to: route.peer)
+        // In place: a copy of the relay's reference would be retained and released per packet.
+        relays.withValue(for: route.allocation) { relay in
+            // A relay socket NIO closed on its own (a fatal read error) has descriptor -1.
+            guard relay.handler.descriptor >= 0 else { return }
+            relay.handler.traffic.packetsToPeer &+= 1
+            relay.handler.traffic.bytesToPeer &+= length
+            relay.socket.send(UnsafeRawBufferPointer(rebasing: bytes[4..<4 + length]), to: route.peer)
+        }
     }
 
     func fromPeer(_ payload: ByteBuffer, peer: TransportAddress, relay handler: RelayHandler, now: TURNTime? = nil) {
