@@ -103,6 +103,8 @@ public struct TURNServerMachine: Sendable {
     private let nonces: NonceIssuer
     private var allocations = AllocationMap<Allocation>()
     private var allocationByClient: [TURNClient: AllocationID] = [:]
+    /// ``allocationByClient`` for the relay path, without a hash per packet.
+    private var routeCache = ClientAllocationCache()
     private var pending: [AllocationID: PendingAllocation] = [:]
     private var pendingByClient: [TURNClient: AllocationID] = [:]
     private var tenantCounts: [String: Int] = [:]
@@ -167,13 +169,28 @@ public struct TURNServerMachine: Sendable {
     /// ``relayChannelData(_:from:now:)`` without the bytes: the relay path sends them from
     /// where it read them, with no buffer or action per packet.
     public mutating func channelDataRoute(_ number: UInt16, from client: TURNClient, now: TURNTime) -> (allocation: AllocationID, peer: TransportAddress)? {
-        guard let id = allocationByClient[client] else { return nil }
-        return withAllocation(id) { allocation -> (allocation: AllocationID, peer: TransportAddress)? in
-            guard let channel = allocation.channels[number], channel.expires > now,
-                let permission = allocation.permissions[channel.peer.ip], permission > now
-            else { return nil }
-            return (id, channel.peer)
+        // The cached id when its allocation is still the client's; otherwise the dictionary's.
+        if let cached = routeCache[client] {
+            var held = false
+            let route = withAllocation(cached) { allocation -> (allocation: AllocationID, peer: TransportAddress)? in
+                guard allocation.client == client else { return nil }
+                held = true
+                return Self.route(number, in: &allocation, id: cached, now: now)
+            }
+            if held { return route }
         }
+        guard let id = allocationByClient[client] else { return nil }
+        routeCache[client] = id
+        return withAllocation(id) { Self.route(number, in: &$0, id: id, now: now) }
+    }
+
+    /// The peer bound to channel `number` of `allocation`, while the channel and the peer's
+    /// permission last. (`inout`: a copy of the allocation would retain each of its fields.)
+    private static func route(_ number: UInt16, in allocation: inout Allocation, id: AllocationID, now: TURNTime) -> (allocation: AllocationID, peer: TransportAddress)? {
+        guard let channel = allocation.channels[number], channel.expires > now,
+            let permission = allocation.permissions[channel.peer.ip], permission > now
+        else { return nil }
+        return (id, channel.peer)
     }
 
     /// A datagram that reached an allocation's relay socket from `peer`.
