@@ -204,6 +204,17 @@ import Testing
         #expect(ChannelData(decoding: ByteBuffer(bytes: [0x40, 0x01, 0, 9, 1])) == nil)  // longer than the bytes
         #expect(ChannelData(decoding: ByteBuffer(bytes: [0x6F, 0xFF, 0, 0]))?.channel == 0x6FFF)  // RFC 5766 range, as coturn
         #expect(ChannelData(decoding: ByteBuffer(bytes: [0x80, 0x00, 0, 0])) == nil)
+        // The header as the relay path reads it, from bytes in place.
+        func header(_ bytes: [UInt8]) -> (channel: UInt16, length: Int)? { bytes.withUnsafeBytes { ChannelData.header(of: $0) } }
+        #expect(header([0x40, 0x01, 0, 5, 1, 2, 3, 4, 5]).map { [Int($0.channel), $0.length] } == [0x4001, 5])
+        #expect(header([0x40, 0x01, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0]).map { [Int($0.channel), $0.length] } == [0x4001, 5])  // padded
+        #expect(header([0x40, 0x01, 0, 6, 1, 2, 3, 4, 5]) == nil)  // one byte short
+        #expect(header([0x40, 0x01, 0]) == nil)  // shorter than a header
+        #expect(header([0x3F, 0xFF, 0, 0]) == nil && header([0x80, 0x00, 0, 0]) == nil)  // outside 0x4000–0x7FFF
+        #expect(header([0x40, 0x00, 0x01, 0x00] + Array(repeating: 7, count: 256))?.length == 256)  // both length bytes
+        var offset = ByteBuffer(bytes: [0xFF, 0xFF, 0x40, 0x02, 0, 1, 9])
+        offset.moveReaderIndex(forwardBy: 2)
+        #expect(ChannelData(decoding: offset).map { [Int($0.channel), $0.payload.readableBytes] } == [0x4002, 1])  // from the reader index
 
         var stream = ByteBuffer()
         stream.writeImmutableBuffer(tcp)
