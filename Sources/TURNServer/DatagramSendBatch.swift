@@ -43,15 +43,9 @@ final class DatagramSendBatch {
     var isEmpty: Bool { CDatagramSendBatch_count(batch) == 0 }
     var isFull: Bool { CDatagramSendBatch_count(batch) >= UInt32(Self.capacity) }
 
-    /// Adds `payload` as one datagram to `destination` — behind a ChannelData header (RFC 8656
+    /// Adds a copy of `bytes` as one datagram to `destination` — behind a ChannelData header (RFC 8656
     /// §12.4, unpadded: UDP) when `channel` is given. Returns false when nothing was added: the
     /// batch is full (flush first) or the datagram is longer than a slot.
-    @discardableResult
-    func append(_ payload: ByteBuffer, channel: UInt16? = nil, to destination: TransportAddress) -> Bool {
-        payload.withUnsafeReadableBytes { append($0, channel: channel, to: destination) }
-    }
-
-    /// ``append(_:channel:to:)`` from bytes in place (a drained datagram's): they are copied.
     @discardableResult
     func append(_ bytes: UnsafeRawBufferPointer, channel: UInt16? = nil, to destination: TransportAddress) -> Bool {
         let headerLength = channel == nil ? 0 : 4

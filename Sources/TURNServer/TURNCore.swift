@@ -288,13 +288,18 @@ final class TURNCore: @unchecked Sendable {
         guard let (number, length) = ChannelData.header(of: bytes),
             let route = machine.channelDataRoute(number, from: client, now: now)
         else { return }
+        sendToPeer(UnsafeRawBufferPointer(rebasing: bytes[4..<4 + length]), allocation: route.allocation, peer: route.peer)
+    }
+
+    /// `payload` to `peer` from allocation `id`'s relay socket, counted on its handler.
+    private func sendToPeer(_ payload: UnsafeRawBufferPointer, allocation id: AllocationID, peer: TransportAddress) {
         // In place: a copy of the relay's reference would be retained and released per packet.
-        relays.withValue(for: route.allocation) { relay in
+        relays.withValue(for: id) { relay in
             // A relay socket NIO closed on its own (a fatal read error) has descriptor -1.
             guard relay.handler.descriptor >= 0 else { return }
             relay.handler.traffic.packetsToPeer &+= 1
-            relay.handler.traffic.bytesToPeer &+= length
-            relay.socket.send(UnsafeRawBufferPointer(rebasing: bytes[4..<4 + length]), to: route.peer)
+            relay.handler.traffic.bytesToPeer &+= payload.count
+            relay.socket.send(payload, to: peer)
         }
     }
 
@@ -480,11 +485,7 @@ final class TURNCore: @unchecked Sendable {
                 write(stream, data.encoded(padded: true))
             }
         case .sendToPeer(let payload, let id, let peer):
-            // A relay socket NIO closed on its own (a fatal read error) has descriptor -1.
-            guard let relay = relays[id], relay.handler.descriptor >= 0 else { return }
-            relay.handler.traffic.packetsToPeer &+= 1
-            relay.handler.traffic.bytesToPeer &+= payload.readableBytes
-            relay.socket.send(payload, to: peer)
+            payload.withUnsafeReadableBytes { sendToPeer($0, allocation: id, peer: peer) }
         case .openRelay(let request):
             openRelay(request)
         case .closeRelay(let id):

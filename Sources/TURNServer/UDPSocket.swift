@@ -80,11 +80,6 @@ struct UDPSocket {
     /// Returns false when it was not sent (the socket buffer is full — the datagram is
     /// dropped, as a router would — or the kernel refused).
     @discardableResult
-    func send(_ bytes: ByteBuffer, to destination: TransportAddress) -> Bool {
-        bytes.withUnsafeReadableBytes { send($0, to: destination) }
-    }
-
-    @discardableResult
     func send(_ payload: UnsafeRawBufferPointer, to destination: TransportAddress) -> Bool {
         destination.withSockAddr { address, length in
             CDatagramBatch_sendto(descriptor, payload.baseAddress, payload.count, address, UInt32(length)) >= 0

@@ -190,3 +190,18 @@ import Darwin
         return (socket, address)
     }
 }
+
+/// The tests' datagrams are buffers; the product sends bytes in place.
+extension DatagramSendBatch {
+    @discardableResult
+    func append(_ payload: ByteBuffer, channel: UInt16? = nil, to destination: TransportAddress) -> Bool {
+        payload.withUnsafeReadableBytes { append($0, channel: channel, to: destination) }
+    }
+}
+
+extension UDPSocket {
+    @discardableResult
+    func send(_ payload: ByteBuffer, to destination: TransportAddress) -> Bool {
+        payload.withUnsafeReadableBytes { send($0, to: destination) }
+    }
+}
