@@ -9,6 +9,7 @@
 #
 #   scripts/turn-interop/paired.sh path/to/switchboard [rounds] [size] [messages]
 #   PIN=1 scripts/turn-interop/paired.sh …   servers on CPU 0, client and peer on CPU 1
+#   COTURN_ARGS=--relay-threads=1 scripts/turn-interop/paired.sh …   extra turnserver options
 set -euo pipefail
 BIN=${1:?path of the switchboard binary}
 ROUNDS=${2:-20}
@@ -29,7 +30,7 @@ PEER=$!
 PS=$!
 "${SERVER_CPU[@]}" turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 -p 34982 --use-auth-secret \
     --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
-    --min-port=62000 --max-port=62999 --no-cli --log-file=stdout >/dev/null 2>&1 &
+    --min-port=62000 --max-port=62999 --no-cli --log-file=stdout ${COTURN_ARGS:-} >/dev/null 2>&1 &
 PC=$!
 trap 'kill -9 $PEER $PS $PC 2>/dev/null || true' EXIT
 sleep 1
