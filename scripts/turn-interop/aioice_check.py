@@ -37,9 +37,12 @@ import hmac
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from aioice import stun, turn
+
+import interop_ports
 
 SECRET = "aioice-check-secret"
 REALM = "switchboard"
@@ -51,10 +54,7 @@ def credentials(tenant="acme", peer="alice", ttl=3600):
     return username, password
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return udp.getsockname()[1]
+free_port = interop_ports.free_port
 
 
 class Client:
@@ -162,22 +162,36 @@ def start_or_reach(args, extra):
         host, _, port = args.server.rpartition(":")
         return (host, int(port)), None
     port, admin = free_port(), free_port()
+    # The node's log goes to a file, shown if it does not answer (wait_until_answering).
+    log = tempfile.TemporaryFile()
     node = subprocess.Popen(
         [args.switchboard, "turn", "--host", "127.0.0.1", "--turn-port", str(port), "--admin-port", str(admin),
          "--turn-public-ip", "127.0.0.1", "--turn-secrets", SECRET, "--turn-relay-ports", "61000-61999",
          "--log-format", "text", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log, stderr=subprocess.STDOUT)
+    node.log = log
     return ("127.0.0.1", port), node
 
 
-def wait_until_answering(server):
+def wait_until_answering(server, node):
+    """The node's first 401 challenge; a node that exits or stays silent for 10 s fails the
+    check with its log."""
     deadline = time.time() + 10
     while True:
         try:
             return Client(server).challenge()
         except (socket.timeout, ConnectionRefusedError):
+            if node and node.poll() is not None:
+                raise RuntimeError(f"the node exited with status {node.returncode}:\n{node_log(node)}")
             if time.time() > deadline:
-                raise
+                raise RuntimeError(f"the node did not answer within 10 s:\n{node_log(node)}")
+
+
+def node_log(node):
+    if not node:
+        return "(a running node, given by --server)"
+    node.log.seek(0)
+    return node.log.read().decode(errors="replace")[-4000:]
 
 
 def main():
@@ -194,7 +208,7 @@ def main():
     check = checks.check
 
     try:
-        wait_until_answering(server)
+        wait_until_answering(server, node)
         client = Client(server)
         unauthenticated = client.request(stun.Method.ALLOCATE, [("REQUESTED-TRANSPORT", turn.UDP_TRANSPORT)])
         check("401 without credentials", error_code(unauthenticated), 401)
@@ -246,7 +260,7 @@ def peer_policy(args):
     listener.settimeout(1)
     target_port = listener.getsockname()[1]
     try:
-        wait_until_answering(server)
+        wait_until_answering(server, node)
         username, password = credentials(tenant="policy")
         client = Client(server)
         nonce = client.challenge()

@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import urllib.request
 from base64 import b64encode
 
 import websockets
+
+import interop_ports
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
@@ -56,17 +57,10 @@ class RelayFailure(Exception):
 
 def free_port():
     """A port free for both UDP and TCP on 127.0.0.1 (the TURN node takes both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise SetupError("no free port")
+    try:
+        return interop_ports.free_port()
+    except OSError as error:
+        raise SetupError(str(error)) from error
 
 
 def http(method, url, body=None, bearer=None, basic=None, timeout=10):

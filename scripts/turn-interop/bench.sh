@@ -19,50 +19,30 @@ SWITCHBOARD=${1:?path of the switchboard executable}
 CLIENTS=${2:-20}
 MESSAGES=${3:-2000}
 SIZE=${4:-100}
-SECRET=bench-secret
-SERVER_CPU=()
-CLIENT_CPU=()
-if [ "${PIN:-0}" = 1 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
-PEER_PORT=34990
+# shellcheck source=bench-common.sh
+source "$(dirname "$0")/bench-common.sh"
 OUTPUT=$(mktemp /tmp/switchboard-turn-bench.XXXXXX)
 RESULTS=$(mktemp /tmp/switchboard-turn-bench-results.XXXXXX)
 TURN_PORT=34981
 COTURN_PORT=34982
-
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }  # %d stops at 2^31 in mawk
-
-run_client() {
-    local port=$1
-    local user="$(( $(date +%s) + 3600 )):bench:peer"
-    local pass
-    pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
-    "${CLIENT_CPU[@]}" turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$PEER_PORT" -p "$port" \
-        -m "$CLIENTS" -n "$MESSAGES" -l "$SIZE" -z 1 -c 127.0.0.1 > "$OUTPUT" 2>&1
-    grep -o 'tot_recv_msgs=[0-9]*' "$OUTPUT" | tail -1 | cut -d= -f2
-}
 
 measure() {
     local name=$1 pid=$2 port=$3
     sleep 1
     local before after received
     before=$(cpu_ns "$pid")
-    received=$(run_client "$port")
+    received=$(uclient_run "$port" "$OUTPUT")
     after=$(cpu_ns "$pid")
     python3 -c "r=$received; t=($after - $before)/1e9; print(f'$name: {r} messages echoed, server CPU {t:.3f} s, {2*r/t if t else float(\"inf\"):.0f} relayed packets per CPU second')" | tee -a "$RESULTS"
     grep -o 'Average round trip delay.*\|Average jitter.*' "$OUTPUT" | sed 's/^/    /'
 
 }
 
-"${CLIENT_CPU[@]}" turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >/dev/null 2>&1 &
-PEER=$!
-"${SERVER_CPU[@]}" "$SWITCHBOARD" turn --host 127.0.0.1 --turn-port "$TURN_PORT" --admin-port 0 --turn-public-ip 127.0.0.1 \
-    --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports 61000-61999 --log-level error >/dev/null 2>&1 &
-OURS=$!
-"${SERVER_CPU[@]}" turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 -p "$COTURN_PORT" --use-auth-secret \
-    --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
-    --min-port=62000 --max-port=62999 --no-cli --log-file=stdout >/dev/null 2>&1 &
-COTURN=$!
+start_peer
+OURS=$(start_switchboard "$SWITCHBOARD" "$TURN_PORT" 61000-61999)
+COTURN=$(start_coturn "$COTURN_PORT")
 trap 'kill -9 $PEER $OURS $COTURN 2>/dev/null || true; rm -f "$OUTPUT" "$RESULTS"' EXIT
+bench_credentials
 echo "clients=$CLIENTS messages=$MESSAGES size=$SIZE pinned=${PIN:-0} rounds=${ROUNDS:-1}"
 for _ in $(seq "${ROUNDS:-1}"); do
     measure "switchboard turn" "$OURS" "$TURN_PORT"

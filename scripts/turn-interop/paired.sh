@@ -10,49 +10,46 @@
 #   scripts/turn-interop/paired.sh path/to/switchboard [rounds] [size] [messages]
 #   PIN=1 scripts/turn-interop/paired.sh …   servers on CPU 0, client and peer on CPU 1
 #   COTURN_ARGS=--relay-threads=1 scripts/turn-interop/paired.sh …   extra turnserver options
+#   PROCESSES=2 scripts/turn-interop/paired.sh …   two switchboard processes on one port, halves
+#       of the relay range, their CPU added up: an experiment for builds whose listeners set
+#       SO_REUSEPORT (Docs/turn.md, "Where the goal stands"); the release build does not, and
+#       the second process then fails to bind, which stops the script
 set -euo pipefail
 BIN=${1:?path of the switchboard binary}
 ROUNDS=${2:-20}
 SIZE=${3:-100}
 MESSAGES=${4:-4000}
-SECRET=bench-secret
-PEER_PORT=34990
-SERVER_CPU=()
-CLIENT_CPU=()
-if [ "${PIN:-0}" = 1 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
+# shellcheck source=bench-common.sh
+source "$(dirname "$0")/bench-common.sh"
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
-
-"${CLIENT_CPU[@]}" turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >/dev/null 2>&1 &
-PEER=$!
-"${SERVER_CPU[@]}" "$BIN" turn --host 127.0.0.1 --turn-port 34981 --admin-port 0 --turn-public-ip 127.0.0.1 \
-    --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports 61000-61999 --log-level error >/dev/null 2>&1 &
-PS=$!
-"${SERVER_CPU[@]}" turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 -p 34982 --use-auth-secret \
-    --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
-    --min-port=62000 --max-port=62999 --no-cli --log-file=stdout ${COTURN_ARGS:-} >/dev/null 2>&1 &
-PC=$!
+start_peer
+PS=""
+case "${PROCESSES:-1}" in
+1) RANGES=(61000-61999) ;;
+2) RANGES=(61000-61499 61500-61999) ;;
+*) echo "PROCESSES must be 1 or 2" >&2; exit 2 ;;
+esac
+for range in "${RANGES[@]}"; do PS="$PS $(start_switchboard "$BIN" 34981 "$range")"; done
+PC=$(start_coturn 34982)
 trap 'kill -9 $PEER $PS $PC 2>/dev/null || true' EXIT
-sleep 1
-user="$(( $(date +%s) + 3600 )):bench:peer"
-pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
-
-run() {
-    local pid=$1 port=$2 before after received
-    before=$(cpu_ns "$pid")
-    received=$("${CLIENT_CPU[@]}" turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$PEER_PORT" -p "$port" \
-        -m 20 -n "$MESSAGES" -l "$SIZE" -z 1 -c 127.0.0.1 2>&1 | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2)
-    after=$(cpu_ns "$pid")
-    python3 -c "print(round(2 * ${received:-0} / (($after - $before) / 1e9)))"
+# every switchboard process still running, or the figures are not what they claim
+all_running() {
+    for pid in $PS; do
+        kill -0 "$pid" 2>/dev/null || { echo "a switchboard process exited (with PROCESSES=2: does this build set SO_REUSEPORT?)" >&2; exit 1; }
+    done
 }
+sleep 2
+all_running
+bench_credentials
 
 ours=() theirs=()
 for _ in $(seq "$ROUNDS"); do
     if [ $((RANDOM % 2)) = 0 ]; then
-        s=$(run "$PS" 34981); c=$(run "$PC" 34982)
+        s=$(relay_rate "$PS" 34981); c=$(relay_rate "$PC" 34982)
     else
-        c=$(run "$PC" 34982); s=$(run "$PS" 34981)
+        c=$(relay_rate "$PC" 34982); s=$(relay_rate "$PS" 34981)
     fi
+    all_running
     ours+=("$s"); theirs+=("$c")
 done
 python3 - "${ours[*]}" "${theirs[*]}" <<'PY'
