@@ -51,6 +51,9 @@ public struct TURNServerMachine: Sendable {
         public var unauthenticatedPerSecond: Double = 10
         /// … and the burst allowed above that rate.
         public var unauthenticatedBurst: Double = 20
+        /// The ledger shared with the node's other machines (one per relay loop); nil: this
+        /// machine keeps its own.
+        public var sharedLedger: (any TURNSharedLedger)?
 
         public init() {}
     }
@@ -107,9 +110,8 @@ public struct TURNServerMachine: Sendable {
     private var routeCache = ClientAllocationCache()
     private var pending: [AllocationID: PendingAllocation] = [:]
     private var pendingByClient: [TURNClient: AllocationID] = [:]
-    private var tenantCounts: [String: Int] = [:]
-    private var reservations: [UInt64: Reservation] = [:]
-    private var buckets: [IPAddress: Bucket] = [:]
+    /// Quota counts, 401 buckets and reservations, when no ``Configuration/sharedLedger`` is set.
+    private var ownLedger = TURNLedger()
     private var nextAllocation: UInt64 = 1
     /// Data indications need unique, not secret, transaction ids: a SplitMix64 sequence from a
     /// random seed costs no system call per relayed packet.
@@ -243,7 +245,8 @@ public struct TURNServerMachine: Sendable {
         var token: UInt64?
         if let reserved {
             let value = UInt64.random(in: 1...UInt64.max)
-            reservations[value] = Reservation(address: reserved, expires: now.adding(seconds: configuration.reservationLifetime))
+            let expires = now.adding(seconds: configuration.reservationLifetime)
+            withLedger { $0.keepReservation(value, address: reserved, expires: expires) }
             token = value
         }
         var encoder = STUNMessageEncoder(type: request.message.type.success, transactionID: request.message.transactionID)
@@ -289,11 +292,7 @@ public struct TURNServerMachine: Sendable {
                 allocations[id]?.prune(now: now)
             }
         }
-        for (token, reservation) in reservations where reservation.expires <= now {
-            reservations[token] = nil
-            actions.append(.releaseReservation(reservation.address))
-        }
-        buckets = buckets.filter { _, bucket in now.milliseconds - bucket.last.milliseconds < 60_000 }
+        for address in withLedger({ $0.expire(now: now) }) { actions.append(.releaseReservation(address)) }
         return actions
     }
 
@@ -428,17 +427,19 @@ public struct TURNServerMachine: Sendable {
         if isDraining {
             return answer(message, to: client, now: now, error: STUNErrorCode.forbidden, reason: "Server Shutting Down", auth: auth)
         }
-        if let quota = configuration.allocationQuotaPerTenant, tenantCounts[auth.tenant, default: 0] >= quota {
+        let quota = configuration.allocationQuotaPerTenant
+        guard withLedger({ $0.admitAllocation(tenant: auth.tenant, quota: quota) }) else {
             return answer(message, to: client, now: now, error: STUNErrorCode.allocationQuotaReached, auth: auth)
                 + [.report(.quotaReached(tenant: auth.tenant))]
         }
         var reservedAddress: TransportAddress?
         if let token {
-            guard let reservation = reservations.removeValue(forKey: token), reservation.expires > now else {
+            guard let address = withLedger({ $0.takeReservation(token, now: now) }) else {
+                decrementTenant(auth.tenant)
                 return answer(message, to: client, now: now, error: STUNErrorCode.insufficientCapacity, auth: auth)
             }
-            reservedAddress = reservation.address
-            family = reservation.address.ip.family
+            reservedAddress = address
+            family = address.ip.family
         }
         let id = AllocationID(rawValue: nextAllocation)
         nextAllocation &+= 1
@@ -446,7 +447,6 @@ public struct TURNServerMachine: Sendable {
         pending[id] = PendingAllocation(
             client: client, message: message, auth: auth, lifetime: lifetime, dualFamilyUnsupported: dualFamilyUnsupported)
         pendingByClient[client] = id
-        tenantCounts[auth.tenant, default: 0] += 1
         return [
             .openRelay(
                 RelayRequest(
@@ -665,14 +665,14 @@ public struct TURNServerMachine: Sendable {
 
     /// Whether the source address may get one more unauthenticated answer (token bucket).
     private mutating func admitUnauthenticated(_ client: TURNClient, now: TURNTime) -> Bool {
-        var bucket = buckets[client.remote.ip] ?? Bucket(tokens: configuration.unauthenticatedBurst, last: now)
-        let elapsed = Double(max(0, now.milliseconds - bucket.last.milliseconds)) / 1000
-        bucket.tokens = min(configuration.unauthenticatedBurst, bucket.tokens + elapsed * configuration.unauthenticatedPerSecond)
-        bucket.last = now
-        let admitted = bucket.tokens >= 1
-        if admitted { bucket.tokens -= 1 }
-        buckets[client.remote.ip] = bucket
-        return admitted
+        let (perSecond, burst) = (configuration.unauthenticatedPerSecond, configuration.unauthenticatedBurst)
+        return withLedger { $0.admitUnauthenticated(client.remote.ip, now: now, perSecond: perSecond, burst: burst) }
+    }
+
+    /// The shared ledger under its lock, or this machine's own.
+    private mutating func withLedger<Result>(_ body: (inout TURNLedger) -> Result) -> Result {
+        if let shared = configuration.sharedLedger { return shared.withLedger(body) }
+        return body(&ownLedger)
     }
 
     // MARK: Bookkeeping
@@ -699,8 +699,7 @@ public struct TURNServerMachine: Sendable {
     }
 
     private mutating func decrementTenant(_ tenant: String) {
-        let count = tenantCounts[tenant, default: 0] - 1
-        tenantCounts[tenant] = count > 0 ? count : nil
+        withLedger { $0.allocationEnded(tenant: tenant) }
     }
 }
 
@@ -745,12 +744,4 @@ struct PendingAllocation: Sendable {
     var dualFamilyUnsupported: Bool
 }
 
-struct Reservation: Sendable {
-    var address: TransportAddress
-    var expires: TURNTime
-}
 
-struct Bucket: Sendable {
-    var tokens: Double
-    var last: TURNTime
-}
