@@ -6,10 +6,14 @@ import NIOPosix
 import NIOSSL
 import STUN
 
-/// The I/O shell around ``TURNServerMachine``: owns the listeners, the relay sockets and the
-/// client connections, feeds the machine their events and performs the actions it returns.
+/// One relay loop of a node: the I/O shell around a ``TURNServerMachine``. It owns its
+/// listeners (one of the node's `SO_REUSEPORT` group on each of UDP, TCP and TLS when the
+/// node has more than one loop), its relay sockets and its client connections, feeds the
+/// machine their events and performs the actions it returns. What the loops share — the
+/// tenant quota, the 401 limit, reservation tokens, the relay port pool, the node's status and
+/// gauges — is in ``TURNNodeShared``.
 ///
-/// Confinement, not locks: every channel of a node lives on one event loop, and every
+/// Confinement, not locks: every channel of a loop lives on its event loop, and every
 /// method here runs on it (`loop.preconditionInEventLoop()`), which is why the class can be
 /// `@unchecked Sendable` — it is handed to channel initialisers that run on that loop.
 final class TURNCore: @unchecked Sendable {
@@ -27,8 +31,9 @@ final class TURNCore: @unchecked Sendable {
     private var streamListeners: [any Channel] = []
     private var streams: [TURNClient: any Channel] = [:]
     private var relays = AllocationMap<Relay>()
-    private var reserved: [TransportAddress: Relay] = [:]
-    private var usedPorts: Set<Int> = []
+    private let shared: TURNNodeShared
+    /// This loop's place in the node (its slot in the node's status).
+    private let index: Int
     private var drainWaiters: [EventLoopPromise<Void>] = []
     private var unflushed: [ObjectIdentifier: any Channel] = [:]
     /// Reads the datagrams queued behind the one a UDP channel delivered (``DatagramDrain``).
@@ -59,7 +64,6 @@ final class TURNCore: @unchecked Sendable {
     private let toClients = DatagramSendBatch()
     private var timer: RepeatedTask?
     private var tlsContext: NIOSSLContext?
-    private let publish: @Sendable (TURNNodeStatus) -> Void
     private let clockBase = (wall: Int64(Date().timeIntervalSince1970 * 1000), uptime: NIODeadline.now())
 
     /// One relay socket (its allocation's counters are on its handler); a class, so the
@@ -84,10 +88,12 @@ final class TURNCore: @unchecked Sendable {
         }
     }
 
-    init(configuration: TURNServerConfiguration, publicIP: IPAddress, loop: any EventLoop, logger: Logger, metricsFactory: any MetricsFactory,
-        publish: @escaping @Sendable (TURNNodeStatus) -> Void
+    init(
+        configuration: TURNServerConfiguration, publicIP: IPAddress, loop: any EventLoop, logger: Logger, metricsFactory: any MetricsFactory,
+        shared: TURNNodeShared, index: Int
     ) {
-        self.publish = publish
+        self.shared = shared
+        self.index = index
         self.metrics = TURNMetrics(factory: metricsFactory)
         self.loop = loop
         self.configuration = configuration
@@ -101,6 +107,8 @@ final class TURNCore: @unchecked Sendable {
         machineConfiguration.software = configuration.software
         machineConfiguration.unauthenticatedPerSecond = configuration.unauthenticatedPerSecond
         machineConfiguration.unauthenticatedBurst = configuration.unauthenticatedBurst
+        machineConfiguration.sharedLedger = shared
+        machineConfiguration.nonceSecret = shared.nonceSecret
         var own: Set<IPAddress> = [publicIP]
         if let host = IPAddress(configuration.host), host != .v4(IPv4Address(0)) { own.insert(host) }
         let ports = UInt16(clamping: configuration.relayPorts.lowerBound)...UInt16(clamping: configuration.relayPorts.upperBound)
@@ -113,10 +121,16 @@ final class TURNCore: @unchecked Sendable {
         TURNTime(milliseconds: clockBase.wall + (NIODeadline.now() - clockBase.uptime).nanoseconds / 1_000_000)
     }
 
+    private func publish(_ status: TURNNodeStatus) {
+        shared.publish(status, loop: index)
+    }
+
     // MARK: Start and stop
 
-    /// Binds the UDP listener, then TCP on the same port, then TLS if configured.
-    func start() -> EventLoopFuture<TURNListeningAddresses> {
+    /// Binds the UDP listener on `port`, then TCP on the same port, then TLS on `tlsPort` if
+    /// configured; with `reusePort`, each as one of the node's `SO_REUSEPORT` group (the
+    /// node's first loop binds first, the others join it on the ports it got).
+    func start(port: Int, tlsPort: Int, reusePort: Bool) -> EventLoopFuture<TURNListeningAddresses> {
         loop.preconditionInEventLoop()
         if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
             do {
@@ -128,15 +142,15 @@ final class TURNCore: @unchecked Sendable {
                 return loop.makeFailedFuture(error)
             }
         }
-        return bindListeners(attemptsLeft: configuration.port == 0 ? 20 : 1)
+        return bindListeners(port: port, reusePort: reusePort, attemptsLeft: port == 0 ? 20 : 1)
             .flatMap { udp, tcp in
                 self.udpListener = udp
                 self.streamListeners.append(tcp)
-                let port = udp.localAddress?.port ?? self.configuration.port
+                let port = udp.localAddress?.port ?? port
                 guard let context = self.tlsContext else {
                     return self.loop.makeSucceededFuture(TURNListeningAddresses(udpPort: port, tcpPort: port, tlsPort: nil))
                 }
-                return self.bindStream(port: self.configuration.tlsPort, tls: context).map { tls in
+                return self.bindStream(port: tlsPort, tls: context, reusePort: reusePort).map { tls in
                     self.streamListeners.append(tls)
                     return TURNListeningAddresses(udpPort: port, tcpPort: port, tlsPort: tls.localAddress?.port)
                 }
@@ -150,11 +164,11 @@ final class TURNCore: @unchecked Sendable {
 
     /// UDP, then TCP on the same port. With port 0 the kernel picks the UDP port, which may
     /// be taken for TCP: then both are tried again.
-    private func bindListeners(attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
-        bindUDP(port: configuration.port, reuseAddress: true, bufferSize: Self.listenerBufferSize) { UDPListenerHandler(core: self) }
+    private func bindListeners(port: Int, reusePort: Bool, attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
+        bindUDP(port: port, reuseAddress: !reusePort, reusePort: reusePort, bufferSize: Self.listenerBufferSize) { UDPListenerHandler(core: self) }
             .flatMap { udp, socket in
-                let port = udp.localAddress?.port ?? self.configuration.port
-                return self.bindStream(port: port, tls: nil)
+                let port = udp.localAddress?.port ?? port
+                return self.bindStream(port: port, tls: nil, reusePort: reusePort)
                     .map { tcp in
                         self.udpSocket = socket
                         return (udp, tcp)
@@ -162,7 +176,7 @@ final class TURNCore: @unchecked Sendable {
                     .flatMapError { error in
                         udp.close(promise: nil)
                         guard attemptsLeft > 1 else { return self.loop.makeFailedFuture(error) }
-                        return self.bindListeners(attemptsLeft: attemptsLeft - 1)
+                        return self.bindListeners(port: port, reusePort: reusePort, attemptsLeft: attemptsLeft - 1)
                     }
             }
     }
@@ -170,7 +184,29 @@ final class TURNCore: @unchecked Sendable {
     /// A UDP socket of ours (``UDPSocket``) bound to `host` and `port`, read through a NIO
     /// datagram channel whose pipeline is the handler `makeHandler` makes.
     private func bindUDP<Handler: ChannelHandler>(
-        port: Int, reuseAddress: Bool, bufferSize: Int? = nil, _ makeHandler: @escaping @Sendable () -> Handler
+        port: Int, reuseAddress: Bool, reusePort: Bool = false, bufferSize: Int? = nil, _ makeHandler: @escaping @Sendable () -> Handler
+    ) -> EventLoopFuture<(any Channel, UDPSocket)> {
+        do {
+            let socket = try makeSocket(port: port, reuseAddress: reuseAddress, reusePort: reusePort, bufferSize: bufferSize)
+            return register(socket, makeHandler)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+    }
+
+    /// A UDP socket of ours bound to `host` and `port`, not yet read by any channel.
+    private func makeSocket(port: Int, reuseAddress: Bool, reusePort: Bool = false, bufferSize: Int? = nil) throws -> UDPSocket {
+        // `host` is resolved once: a name is looked up at start, never per allocation.
+        var address = try bindAddress ?? SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
+        bindAddress = address
+        address.port = port
+        return try UDPSocket.bind(address, reuseAddress: reuseAddress, reusePort: reusePort, bufferSize: bufferSize)
+    }
+
+    /// `socket` read through a NIO datagram channel on this loop whose pipeline is the handler
+    /// `makeHandler` makes; the channel owns the descriptor from then on.
+    private func register<Handler: ChannelHandler>(
+        _ socket: UDPSocket, _ makeHandler: @escaping @Sendable () -> Handler
     ) -> EventLoopFuture<(any Channel, UDPSocket)> {
         let bootstrap = DatagramBootstrap(group: loop)
             // NIO reads one datagram per wake-up; the rest are drained after it (``DatagramDrain``).
@@ -180,22 +216,14 @@ final class TURNCore: @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
             }
-        do {
-            // `host` is resolved once: a name is looked up at start, never per allocation.
-            var address = try bindAddress ?? SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
-            bindAddress = address
-            address.port = port
-            let socket = try UDPSocket.bind(address, reuseAddress: reuseAddress, bufferSize: bufferSize)
-            return bootstrap.withBoundSocket(socket.descriptor).map { channel in (channel, socket) }
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
+        return bootstrap.withBoundSocket(socket.descriptor).map { channel in (channel, socket) }
     }
 
-    private func bindStream(port: Int, tls: NIOSSLContext?) -> EventLoopFuture<any Channel> {
+    private func bindStream(port: Int, tls: NIOSSLContext?, reusePort: Bool) -> EventLoopFuture<any Channel> {
         let transport: TURNTransport = tls == nil ? .tcp : .tls
         return ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: reusePort ? 1 : 0)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
@@ -216,11 +244,9 @@ final class TURNCore: @unchecked Sendable {
         timer?.cancel()
         timer = nil
         perform(machine.endAll())
-        for relay in reserved.values { relay.handler.descriptor = -1 }
-        var channels: [any Channel] = streamListeners + Array(streams.values) + reserved.values.map(\.channel)
+        var channels: [any Channel] = streamListeners + Array(streams.values)
         if let udpListener { channels.append(udpListener) }
         udpSocket = nil
-        reserved = [:]
         streams = [:]
         streamListeners = []
         udpListener = nil
@@ -411,8 +437,6 @@ final class TURNCore: @unchecked Sendable {
     private func tick() {
         for (_, relay) in relays { relay.handler.publishTraffic() }
         perform(machine.expire(now: now))
-        let counts = machine.permissionAndChannelCounts
-        metrics.update(allocationsByTenant: machine.allocationsByTenant, permissions: counts.permissions, channels: counts.channels)
         publish(status)
     }
 
@@ -491,8 +515,8 @@ final class TURNCore: @unchecked Sendable {
         case .closeRelay(let id):
             if let relay = relays.removeValue(forKey: id) {
                 relay.handler.publishTraffic()
-                usedPorts.remove(relay.port)
                 relay.close()
+                shared.ports.release(relay.port)
             }
             if machine.allocationCount == 0, !drainWaiters.isEmpty {
                 let waiters = drainWaiters
@@ -500,10 +524,7 @@ final class TURNCore: @unchecked Sendable {
                 for waiter in waiters { waiter.succeed() }
             }
         case .releaseReservation(let address):
-            if let relay = reserved.removeValue(forKey: address) {
-                usedPorts.remove(relay.port)
-                relay.close()
-            }
+            shared.ports.closeReserved(address)
         case .report(let report):
             metrics.record(report)
             switch report {
@@ -525,11 +546,22 @@ final class TURNCore: @unchecked Sendable {
 
     private func openRelay(_ request: TURNServerMachine.RelayRequest) {
         if let address = request.reservedAddress {
-            guard let relay = reserved.removeValue(forKey: address) else {
+            // Kept by an earlier EVEN-PORT, perhaps on another loop of the node: read from here on.
+            guard let socket = shared.ports.takeReserved(address) else {
                 perform(machine.relayFailed(request.allocation, now: now))
                 return
             }
-            opened(request, relay: relay, reservedNext: nil)
+            let port = Int(address.port)
+            register(socket) { RelayHandler(core: self) }
+                .flatMapThrowing { channel, socket in try self.relay(channel, socket: socket, port: port) }
+                .whenComplete { result in
+                    switch result {
+                    case .success(let relay): self.opened(request, relay: relay, reservedNext: nil)
+                    case .failure:
+                        self.shared.ports.release(port)
+                        self.perform(self.machine.relayFailed(request.allocation, now: self.now))
+                    }
+                }
             return
         }
         let range = configuration.relayPorts
@@ -539,6 +571,9 @@ final class TURNCore: @unchecked Sendable {
         bindRelay(request, candidate: start, step: step, attemptsLeft: 64)
     }
 
+    /// Binds a relay socket on a port of the range the node's loops do not use (claimed in
+    /// ``TURNNodeShared/ports`` before the bind, given back if it fails), and with EVEN-PORT's
+    /// R bit a socket on the next port, kept for the reservation token.
     private func bindRelay(_ request: TURNServerMachine.RelayRequest, candidate: Int, step: Int, attemptsLeft: Int) {
         let range = configuration.relayPorts
         guard attemptsLeft > 0 else {
@@ -552,52 +587,48 @@ final class TURNCore: @unchecked Sendable {
             if step == 2, port % 2 == 1 { port += 1 }
         }
         let next = port + step
-        if usedPorts.contains(port) || (request.reserveNextPort && usedPorts.contains(port + 1)) {
+        let chosen = port
+        let ports = request.reserveNextPort ? [port, port + 1] : [port]
+        guard shared.ports.claim(ports) else {
             bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
             return
         }
-        let chosen = port
-        bindSocket(port: chosen).whenComplete { result in
-            switch result {
-            case .failure:
-                self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
-            case .success(let relay):
-                guard request.reserveNextPort else {
-                    self.opened(request, relay: relay, reservedNext: nil)
-                    return
-                }
-                let first = NIOLoopBound(relay, eventLoop: self.loop)
-                self.bindSocket(port: chosen + 1).whenComplete { second in
-                    switch second {
-                    case .success(let kept): self.opened(request, relay: first.value, reservedNext: kept)
-                    case .failure:
-                        first.value.close()
-                        self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
-                    }
-                }
-            }
+        let kept: UDPSocket?
+        do {
+            kept = request.reserveNextPort ? try makeSocket(port: port + 1, reuseAddress: false) : nil
+        } catch {
+            for port in ports { shared.ports.release(port) }
+            bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
+            return
         }
-    }
-
-    private func bindSocket(port: Int) -> EventLoopFuture<Relay> {
-        bindUDP(port: port, reuseAddress: false) { RelayHandler(core: self) }
-            .flatMapThrowing { channel, socket in
-                let handler = try channel.pipeline.syncOperations.handler(type: RelayHandler.self)
-                handler.descriptor = socket.descriptor
-                return Relay(channel: channel, socket: socket, handler: handler, port: port)
+        bindUDP(port: chosen, reuseAddress: false) { RelayHandler(core: self) }
+            .flatMapThrowing { channel, socket in try self.relay(channel, socket: socket, port: chosen) }
+            .whenComplete { result in
+                switch result {
+                case .success(let relay):
+                    self.opened(request, relay: relay, reservedNext: kept)
+                case .failure:
+                    kept?.close()
+                    for port in ports { self.shared.ports.release(port) }
+                    self.bindRelay(request, candidate: next, step: step, attemptsLeft: attemptsLeft - 1)
+                }
             }
     }
 
-    private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: Relay?) {
+    private func relay(_ channel: any Channel, socket: UDPSocket, port: Int) throws -> Relay {
+        let handler = try channel.pipeline.syncOperations.handler(type: RelayHandler.self)
+        handler.descriptor = socket.descriptor
+        return Relay(channel: channel, socket: socket, handler: handler, port: port)
+    }
+
+    private func opened(_ request: TURNServerMachine.RelayRequest, relay: Relay, reservedNext: UDPSocket?) {
         relay.handler.allocation = request.allocation
         relay.handler.metrics = TURNMetrics.Relay(tenant: request.tenant, factory: metrics.factory)
-        usedPorts.insert(relay.port)
         relays[request.allocation] = relay
         var reservedAddress: TransportAddress?
         if let reservedNext {
-            usedPorts.insert(reservedNext.port)
-            let address = TransportAddress(ip: publicIP, port: UInt16(reservedNext.port))
-            reserved[address] = reservedNext
+            let address = TransportAddress(ip: publicIP, port: UInt16(relay.port + 1))
+            shared.ports.keep(reservedNext, at: address)
             reservedAddress = address
         }
         let relayed = TransportAddress(ip: publicIP, port: UInt16(relay.port))

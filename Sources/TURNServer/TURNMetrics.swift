@@ -40,35 +40,15 @@ struct TURNMetrics {
     }
 
     let factory: any MetricsFactory
-    private var allocationGauges: [String: Gauge] = [:]
-    private let permissions: Gauge
-    private let channels: Gauge
     private let rateLimited: Counter
     private let allocationsTotal: Counter
     private let challenges: Counter
 
     init(factory: any MetricsFactory) {
         self.factory = factory
-        permissions = Gauge(label: "switchboard_turn_permissions", factory: factory)
-        channels = Gauge(label: "switchboard_turn_channels", factory: factory)
         rateLimited = Counter(label: "switchboard_turn_rate_limited_total", factory: factory)
         allocationsTotal = Counter(label: "switchboard_turn_allocations_total", factory: factory)
         challenges = Counter(label: "switchboard_turn_challenges_total", factory: factory)
-    }
-
-    /// Called about once a second with the machine's counts.
-    mutating func update(allocationsByTenant: [String: Int], permissions: Int, channels: Int) {
-        for (tenant, gauge) in allocationGauges where allocationsByTenant[tenant] == nil {
-            gauge.record(0)
-            allocationGauges[tenant] = nil
-        }
-        for (tenant, count) in allocationsByTenant {
-            let gauge = allocationGauges[tenant] ?? Gauge(label: "switchboard_turn_allocations", dimensions: [("tenant", tenant)], factory: factory)
-            allocationGauges[tenant] = gauge
-            gauge.record(count)
-        }
-        self.permissions.record(permissions)
-        self.channels.record(channels)
     }
 
     func record(_ report: TURNServerMachine.Report) {
@@ -88,5 +68,34 @@ struct TURNMetrics {
         case .released:
             break
         }
+    }
+}
+
+/// The node's gauges: what all of its loops hold, set from their sum (``TURNNodeShared``).
+struct TURNGauges {
+    private let factory: any MetricsFactory
+    private var allocationGauges: [String: Gauge] = [:]
+    private let permissions: Gauge
+    private let channels: Gauge
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        permissions = Gauge(label: "switchboard_turn_permissions", factory: factory)
+        channels = Gauge(label: "switchboard_turn_channels", factory: factory)
+    }
+
+    /// Called whenever a loop publishes its counts (about once a second each).
+    mutating func update(allocationsByTenant: [String: Int], permissions: Int, channels: Int) {
+        for (tenant, gauge) in allocationGauges where allocationsByTenant[tenant] == nil {
+            gauge.record(0)
+            allocationGauges[tenant] = nil
+        }
+        for (tenant, count) in allocationsByTenant {
+            let gauge = allocationGauges[tenant] ?? Gauge(label: "switchboard_turn_allocations", dimensions: [("tenant", tenant)], factory: factory)
+            allocationGauges[tenant] = gauge
+            gauge.record(count)
+        }
+        self.permissions.record(permissions)
+        self.channels.record(channels)
     }
 }

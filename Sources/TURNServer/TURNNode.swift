@@ -4,22 +4,29 @@ import NIOCore
 import NIOPosix
 import STUN
 import ServiceLifecycle
-import Synchronization
 
 /// A TURN node (SPEC §6) as a swift-service-lifecycle `Service`: STUN/TURN over UDP and TCP
 /// on one port, TURN over TLS when a certificate is set, one UDP relay socket per
 /// allocation in the relay port range.
+///
+/// It relays on ``TURNServerConfiguration/relayLoops`` event loops of its group (one per core
+/// by default), each a ``TURNCore`` with its own listeners: with more than one, every loop's
+/// UDP, TCP and TLS listener joins one `SO_REUSEPORT` group per port, the kernel spreads the
+/// clients over them by address and port, and a client's allocation, relay socket and traffic
+/// stay on the loop its 5-tuple reached. What they share is in ``TURNNodeShared``.
 ///
 /// On graceful shutdown (SIGTERM) it stops taking allocations (Allocate gets 403), waits up
 /// to the drain timeout for the existing ones to end, then closes everything. Cancelled, it
 /// closes at once.
 public final class TURNNode: Service, Sendable {
     public let configuration: TURNServerConfiguration
-    private let core: TURNCore
+    private let cores: [TURNCore]
+    private let shared: TURNNodeShared
     private let listening: EventLoopPromise<TURNListeningAddresses>
-    private let snapshot: StatusBox
+    private let logger: Logger
 
     /// - Parameters:
+    ///   - eventLoopGroup: the loops it relays on: the first `relayLoops` of them.
     ///   - metricsFactory: where the `switchboard_turn_*` metrics go (default: the global
     ///     `MetricsSystem` factory the executable bootstrapped).
     /// - Throws: ``TURNConfigurationError`` when no public IP is given and none can be found.
@@ -35,47 +42,117 @@ public final class TURNNode: Service, Sendable {
         guard configuration.relayPorts.lowerBound >= 1, configuration.relayPorts.upperBound <= 65535,
             configuration.relayPorts.count >= 2
         else { throw TURNConfigurationError("the relay port range must be within 1–65535 and hold at least two ports") }
-        let loop = eventLoopGroup.next()
+        guard configuration.relayLoops.map({ $0 >= 1 }) ?? true else { throw TURNConfigurationError("relay loops must be at least 1") }
+        let loops = Array(eventLoopGroup.makeIterator().prefix(configuration.relayLoops ?? System.coreCount))
+        guard !loops.isEmpty else { throw TURNConfigurationError("the event loop group has no loops") }
         var logger = logger
         logger[metadataKey: "node"] = "\(configuration.nodeID)"
         self.configuration = configuration
-        let snapshot = StatusBox()
-        self.snapshot = snapshot
-        self.core = TURNCore(
-            configuration: configuration, publicIP: publicIP, loop: loop, logger: logger,
-            metricsFactory: metricsFactory ?? MetricsSystem.factory, publish: { status in snapshot.mutex.withLock { $0 = status } })
-        self.listening = loop.makePromise(of: TURNListeningAddresses.self)
+        self.logger = logger
+        let factory = metricsFactory ?? MetricsSystem.factory
+        let shared = TURNNodeShared(loops: loops.count, metricsFactory: factory)
+        self.shared = shared
+        self.cores = loops.enumerated().map { index, loop in
+            TURNCore(
+                configuration: configuration, publicIP: publicIP, loop: loop, logger: logger, metricsFactory: factory,
+                shared: shared, index: index)
+        }
+        self.listening = loops[0].makePromise(of: TURNListeningAddresses.self)
     }
 
     /// The address relays are advertised at.
-    public var publicIP: IPAddress { core.publicIP }
+    public var publicIP: IPAddress { cores[0].publicIP }
+
+    /// How many event loops relay.
+    public var relayLoops: Int { cores.count }
 
     public func run() async throws {
-        let core = self.core
         let addresses: TURNListeningAddresses
         do {
-            addresses = try await core.loop.flatSubmit { core.start() }.get()
+            addresses = try await start()
             listening.succeed(addresses)
         } catch {
             listening.fail(error)
-            _ = try? await core.loop.flatSubmit { core.shutdown() }.get()
+            await shutdown()
             throw error
         }
-        core.logger.info(
+        logger.info(
             "TURN node listening",
             metadata: [
                 "udp": "\(addresses.udpPort)", "tcp": "\(addresses.tcpPort)", "tls": "\(addresses.tlsPort.map(String.init) ?? "off")",
-                "relay": "\(core.publicIP) \(configuration.relayPorts)",
+                "relay": "\(publicIP) \(configuration.relayPorts)", "loops": "\(cores.count)",
             ])
         var graceful = true
         do { try await gracefulShutdown() } catch { graceful = false }
         if graceful {
-            core.logger.info("TURN node draining", metadata: ["timeout": "\(configuration.drainTimeout)"])
+            logger.info("TURN node draining", metadata: ["timeout": "\(configuration.drainTimeout)"])
             let timeout = TimeAmount.milliseconds(Int64(configuration.drainTimeout * 1000))
-            try? await core.loop.flatSubmit { core.drain(timeout: timeout) }.get()
+            let drains = cores.map { core in core.loop.flatSubmit { core.drain(timeout: timeout) } }
+            for drain in drains { try? await drain.get() }
         }
-        try await core.loop.flatSubmit { core.shutdown() }.get()
-        core.logger.info("TURN node stopped")
+        await shutdown()
+        logger.info("TURN node stopped")
+    }
+
+    /// The first loop binds the listeners (on a free port when the configured one is 0); the
+    /// others join its `SO_REUSEPORT` groups on the ports it got. A group admits any socket of
+    /// the same user that asks to join, so the ports are first checked free by plain binds
+    /// (``probe(_:)``): another process's listener, `SO_REUSEPORT` or not, is an error, as it
+    /// is with one loop.
+    private func start() async throws -> TURNListeningAddresses {
+        let first = cores[0]
+        guard cores.count > 1 else {
+            let (port, tlsPort) = (configuration.port, configuration.tlsPort)
+            return try await first.loop.flatSubmit { first.start(port: port, tlsPort: tlsPort, reusePort: false) }.get()
+        }
+        let (port, tlsPort) = try Self.probe(configuration)
+        let addresses = try await first.loop.flatSubmit { first.start(port: port, tlsPort: tlsPort, reusePort: true) }.get()
+        for core in cores.dropFirst() {
+            let joined = try await core.loop.flatSubmit {
+                core.start(port: addresses.udpPort, tlsPort: addresses.tlsPort ?? 0, reusePort: true)
+            }.get()
+            guard joined == addresses else { throw TURNConfigurationError("a relay loop bound other ports than the first: \(joined)") }
+        }
+        return addresses
+    }
+
+    /// Ports free for UDP and TCP (and TLS's for TCP, when configured), checked by binding
+    /// sockets of our own without `SO_REUSEPORT` and closing them (``UDPSocket/probe(_:)``);
+    /// a configured port of 0 is replaced by one the kernel picks free for both.
+    static func probe(_ configuration: TURNServerConfiguration) throws -> (port: Int, tlsPort: Int) {
+        let host = try SocketAddress.makeAddressResolvingHost(configuration.host, port: 0)
+        func free(_ port: Int) throws -> Int {
+            var address = host
+            address.port = port
+            // A port the kernel picks free for UDP may be taken for TCP: then another is tried.
+            for _ in 1..<(port == 0 ? 20 : 1) {
+                if let chosen = try? UDPSocket.probe(address) { return chosen }
+            }
+            return try UDPSocket.probe(address)
+        }
+        func inUse(_ error: any Error, _ port: Int, _ setting: String) -> any Error {
+            guard let error = error as? IOError, error.errnoCode == EADDRINUSE else { return error }
+            return TURNConfigurationError("port \(port) is in use by another process: choose a free one with \(setting)")
+        }
+        let port: Int
+        do { port = try free(configuration.port) } catch { throw inUse(error, configuration.port, "--turn-port (SWITCHBOARD_TURN_PORT)") }
+        var tlsPort = configuration.tlsPort
+        if configuration.tlsEnabled {
+            if tlsPort == 0 {
+                tlsPort = try free(0)
+            } else {
+                var address = host
+                address.port = tlsPort
+                do { try UDPSocket.probeStream(address) } catch { throw inUse(error, tlsPort, "--turn-tls-port (SWITCHBOARD_TURN_TLS_PORT)") }
+            }
+        }
+        return (port, tlsPort)
+    }
+
+    private func shutdown() async {
+        let closes = cores.map { core in core.loop.flatSubmit { core.shutdown() } }
+        for close in closes { try? await close.get() }
+        shared.ports.closeAllReserved()
     }
 
     /// Waits until the listeners are bound (or failed to bind) and returns their ports.
@@ -83,27 +160,28 @@ public final class TURNNode: Service, Sendable {
         try await listening.futureResult.get()
     }
 
-    /// The node's state as of its last tick (about a second old at most), without waiting:
-    /// for probes (`/readyz` is ready while listening and not draining).
-    public var currentStatus: TURNNodeStatus { snapshot.mutex.withLock { $0 } }
+    /// The node's state as of its loops' last tick (about a second old at most), without
+    /// waiting: for probes (`/readyz` is ready while listening and not draining).
+    public var currentStatus: TURNNodeStatus { shared.status }
 
     /// The node's counts, for probes and registration.
     public func status() async throws -> TURNNodeStatus {
-        let core = self.core
-        return try await core.loop.submit { core.status }.get()
+        var statuses: [TURNNodeStatus] = []
+        for core in cores { statuses.append(try await core.loop.submit { core.status }.get()) }
+        return TURNNodeShared.sum(statuses)
+    }
+
+    /// Open allocations on each relay loop (for tests: which loop a client's 5-tuple reached).
+    func allocationsByLoop() async throws -> [Int] {
+        var counts: [Int] = []
+        for core in cores { counts.append(try await core.loop.submit { core.status.allocations }.get()) }
+        return counts
     }
 
     /// Ends every allocation of a suspended or deleted tenant.
     public func endAllocations(tenant: String) async throws {
-        let core = self.core
-        try await core.loop.submit { core.endAllocations(tenant: tenant) }.get()
+        for core in cores { try await core.loop.submit { core.endAllocations(tenant: tenant) }.get() }
     }
-}
-
-/// The last published status, readable from any thread.
-final class StatusBox: Sendable {
-    let mutex = Mutex(
-        TURNNodeStatus(allocations: 0, allocationsByTenant: [:], permissions: 0, channels: 0, isDraining: false, isListening: false))
 }
 
 /// A configuration a node cannot start with.

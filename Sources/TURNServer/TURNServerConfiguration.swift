@@ -35,6 +35,9 @@ public struct TURNServerConfiguration: Sendable {
     public var software: String?
     /// A TCP/TLS connection silent this long without an allocation is closed.
     public var streamIdleTimeout: TimeAmount = .seconds(30)
+    /// Event loops that relay, each with its own `SO_REUSEPORT` listeners; nil = one per core
+    /// (as many as the event loop group has, at most).
+    public var relayLoops: Int?
     /// Unauthenticated answers per second per source address (and the burst above it).
     public var unauthenticatedPerSecond: Double = 10
     public var unauthenticatedBurst: Double = 20

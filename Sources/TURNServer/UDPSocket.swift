@@ -32,7 +32,33 @@ struct UDPSocket {
     /// A bound, non-blocking, close-on-exec UDP socket for `address`. `bufferSize`, when
     /// given, asks for receive and send buffers of that many bytes (the kernel caps it at
     /// `net.core.rmem_max`/`wmem_max`).
-    static func bind(_ address: SocketAddress, reuseAddress: Bool, bufferSize: Int? = nil) throws -> UDPSocket {
+    /// `reusePort`: one of a group of sockets on the same address (`SO_REUSEPORT`), among
+    /// which the kernel spreads clients by their address and port — one per relay loop.
+    static func bind(_ address: SocketAddress, reuseAddress: Bool, reusePort: Bool = false, bufferSize: Int? = nil) throws -> UDPSocket {
+        #if canImport(Darwin)
+        let descriptor = try open(address, SOCK_DGRAM)
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        #else
+        let descriptor = try open(address, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue))
+        #endif
+        if reuseAddress {
+            var one: CInt = 1
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        }
+        if reusePort {
+            var one: CInt = 1
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size))
+        }
+        if let bufferSize {
+            var size = CInt(clamping: bufferSize)
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+        }
+        return try bind(descriptor, to: address)
+    }
+
+    /// A close-on-exec socket of `type` in `address`'s family.
+    private static func open(_ address: SocketAddress, _ type: CInt) throws -> CInt {
         let family: CInt
         switch address {
         case .v4: family = AF_INET
@@ -40,30 +66,84 @@ struct UDPSocket {
         default: throw IOError(errnoCode: EAFNOSUPPORT, reason: "socket")
         }
         #if canImport(Darwin)
-        let descriptor = socket(family, SOCK_DGRAM, 0)
+        let descriptor = socket(family, type, 0)
         #else
-        let descriptor = socket(family, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        let descriptor = socket(family, type | CInt(SOCK_CLOEXEC.rawValue), 0)
         #endif
         guard descriptor >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
-        #if canImport(Darwin)
-        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
-        #endif
-        if reuseAddress {
-            var one: CInt = 1
-            _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
-        }
-        if let bufferSize {
-            var size = CInt(clamping: bufferSize)
-            _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
-            _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
-        }
+        return descriptor
+    }
+
+    /// `descriptor` bound to `address`, or closed and the error thrown.
+    private static func bind(_ descriptor: CInt, to address: SocketAddress) throws -> UDPSocket {
         let result = address.withSockAddr { pointer, length in systemBind(descriptor, pointer, socklen_t(length)) }
         guard result == 0 else {
             let code = errno
-            close(descriptor)
+            UDPSocket(descriptor: descriptor).close()
             throw IOError(errnoCode: code, reason: "bind")
         }
         return UDPSocket(descriptor: descriptor)
+    }
+
+    /// Whether `address` (its port 0: any) can be bound for UDP and for TCP by a socket that
+    /// shares it with no other (no `SO_REUSEPORT`; TCP with `SO_REUSEADDR`, so that connections
+    /// of an earlier run in TIME_WAIT do not count, a listener does). Returns the port that was
+    /// free for both: the one asked for, or one the kernel picked.
+    static func probe(_ address: SocketAddress) throws -> Int {
+        let udp = try bind(address, reuseAddress: false)
+        defer { udp.close() }
+        var bound = address
+        bound.port = try udp.localPort()
+        let tcp = try stream(bound)
+        tcp.close()
+        return bound.port ?? 0
+    }
+
+    /// Whether `address` can be bound for TCP by a socket with `SO_REUSEADDR` and without
+    /// `SO_REUSEPORT` (see ``probe(_:)``).
+    static func probeStream(_ address: SocketAddress) throws {
+        try stream(address).close()
+    }
+
+    /// A TCP socket (wrapped as one of ours only to be closed) bound to `address`.
+    private static func stream(_ address: SocketAddress) throws -> UDPSocket {
+        #if canImport(Darwin)
+        let descriptor = try open(address, SOCK_STREAM)
+        #else
+        let descriptor = try open(address, CInt(SOCK_STREAM.rawValue))
+        #endif
+        var one: CInt = 1
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        return try bind(descriptor, to: address)
+    }
+
+    /// The port the socket is bound to.
+    func localPort() throws -> Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        guard result == 0 else { throw IOError(errnoCode: errno, reason: "getsockname") }
+        let family = CInt(storage.ss_family)
+        return withUnsafePointer(to: &storage) { pointer in
+            switch family {
+            case AF_INET: pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            default: pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+        }
+    }
+
+    /// Closes a socket no channel owns (a reserved port's, or a probe's).
+    @discardableResult
+    func close() -> CInt {
+        #if canImport(Glibc)
+        Glibc.close(descriptor)
+        #elseif canImport(Musl)
+        Musl.close(descriptor)
+        #else
+        Darwin.close(descriptor)
+        #endif
     }
 
     private static func systemBind(_ descriptor: CInt, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) -> CInt {

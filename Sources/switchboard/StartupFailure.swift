@@ -6,6 +6,7 @@ import NIOCore
 import PostgresNIO
 import PostgresStore
 import SwitchboardServer
+import TURNServer
 
 /// Why a command could not start or run, as one plain line that says what is wrong and what
 /// to do — never a Foundation or NIO error dump (argument-parser prints it as `Error: …`).
@@ -38,6 +39,7 @@ struct StartupFailure: Error, CustomStringConvertible {
         case let error as Migrator.Failure: return error.description
         case let error as PostgresURL.Invalid: return error.description
         case let error as SettingError: return error.description
+        case let error as TURNConfigurationError: return error.description
         case let error as IOError: return explain(errno: error.errnoCode, what: "\(error)")
         case let error as PSQLError:
             if let message = error.serverInfo?[.message] {

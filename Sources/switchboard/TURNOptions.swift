@@ -7,6 +7,7 @@ import TURNServer
 struct TURNOptions: ParsableArguments {
     @Option(name: .customLong("turn-port"), help: "TURN UDP and TCP port (SWITCHBOARD_TURN_PORT, default 3478).") var port: Int?
     @Option(name: .customLong("turn-relay-ports"), help: "Relay port range LOW-HIGH (SWITCHBOARD_TURN_RELAY_PORTS, default 49152-65535).") var relayPorts: String?
+    @Option(name: .customLong("turn-relay-loops"), help: "Event loops that relay, each with its own SO_REUSEPORT listener (SWITCHBOARD_TURN_RELAY_LOOPS, default one per core).") var relayLoops: Int?
     @Option(name: .customLong("turn-public-ip"), help: "Address advertised and used for relays (SWITCHBOARD_TURN_PUBLIC_IP, default the first non-loopback address).") var publicIP: String?
     @Option(name: .customLong("turn-realm"), help: "TURN realm (SWITCHBOARD_TURN_REALM, default switchboard).") var realm: String?
     @Flag(name: .customLong("turn-allow-loopback"), help: "Relay to loopback peers, for tests (SWITCHBOARD_TURN_ALLOW_LOOPBACK=true).") var allowLoopback = false
@@ -26,6 +27,10 @@ struct TURNOptions: ParsableArguments {
                 throw ValidationError("SWITCHBOARD_TURN_RELAY_PORTS must be LOW-HIGH within 1–65535, like 49152-65535")
             }
             configuration.relayPorts = bounds[0]...bounds[1]
+        }
+        if let loops = try settings.int(relayLoops, "SWITCHBOARD_TURN_RELAY_LOOPS") {
+            guard loops >= 1 else { throw ValidationError("SWITCHBOARD_TURN_RELAY_LOOPS must be at least 1") }
+            configuration.relayLoops = loops
         }
         if let text = settings.string(publicIP, "SWITCHBOARD_TURN_PUBLIC_IP") {
             guard let address = IPAddress(text) else { throw ValidationError("SWITCHBOARD_TURN_PUBLIC_IP must be an IPv4 or IPv6 address, got \(text)") }

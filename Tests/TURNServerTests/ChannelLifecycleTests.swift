@@ -15,7 +15,8 @@ import Testing
     private func makeCore(loop: any EventLoop) -> TURNCore {
         TURNCore(
             configuration: testTURNConfiguration(relayPorts: 61000...61999), publicIP: IPAddress("127.0.0.1") ?? .v4(IPv4Address(0)),
-            loop: loop, logger: Logger(label: "lifecycle-test"), metricsFactory: NOOPMetricsHandler.instance, publish: { _ in })
+            loop: loop, logger: Logger(label: "lifecycle-test"), metricsFactory: NOOPMetricsHandler.instance,
+            shared: TURNNodeShared(loops: 1, metricsFactory: NOOPMetricsHandler.instance), index: 0)
     }
 
     @Test func aRelayChannelThatClosesForgetsItsDescriptor() throws {
@@ -30,7 +31,7 @@ import Testing
     @Test func aListenerThatClosesIsForgottenAndReportedNotListening() async throws {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let core = makeCore(loop: loop)
-        _ = try await loop.flatSubmit { core.start() }.get()
+        _ = try await loop.flatSubmit { core.start(port: 0, tlsPort: 0, reusePort: false) }.get()
         let listener = try #require(try await loop.submit { core.listenerChannel }.get())
         #expect(try await loop.submit { core.status.isListening }.get())
         try await listener.close()  // as NIO would, not through the core

@@ -41,10 +41,21 @@ final class STUNTestClient: Sendable {
         try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: bytes))
     }
 
+    /// Sends bytes to `destination` (a relay address, when this client plays a peer).
+    func send(_ bytes: ByteBuffer, to destination: SocketAddress) async throws {
+        try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: bytes))
+    }
+
     /// The next datagram that was not a response (up to 5 s).
     func nextDatagram() async throws -> ByteBuffer {
+        try await nextDatagramWithSender().data
+    }
+
+    /// The next datagram that was not a response, and where it came from (up to 5 s).
+    func nextDatagramWithSender() async throws -> (data: ByteBuffer, sender: SocketAddress) {
         let handler = self.handler
-        return try await channel.eventLoop.flatSubmit { handler.value.nextOther(on: handler.eventLoop) }.get()
+        let envelope = try await channel.eventLoop.flatSubmit { handler.value.nextOther(on: handler.eventLoop) }.get()
+        return (envelope.data, envelope.remoteAddress)
     }
 
     func close() async {
@@ -54,8 +65,8 @@ final class STUNTestClient: Sendable {
     final class Collector: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         private var waiting: [TransactionID: EventLoopPromise<STUNMessage>] = [:]
-        private var others: [ByteBuffer] = []
-        private var otherWaiter: EventLoopPromise<ByteBuffer>?
+        private var others: [AddressedEnvelope<ByteBuffer>] = []
+        private var otherWaiter: EventLoopPromise<AddressedEnvelope<ByteBuffer>>?
 
         func expect(_ id: TransactionID, on loop: any EventLoop) -> EventLoopPromise<STUNMessage> {
             let promise = loop.makePromise(of: STUNMessage.self)
@@ -67,9 +78,9 @@ final class STUNTestClient: Sendable {
             return promise
         }
 
-        func nextOther(on loop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        func nextOther(on loop: any EventLoop) -> EventLoopFuture<AddressedEnvelope<ByteBuffer>> {
             if !others.isEmpty { return loop.makeSucceededFuture(others.removeFirst()) }
-            let promise = loop.makePromise(of: ByteBuffer.self)
+            let promise = loop.makePromise(of: AddressedEnvelope<ByteBuffer>.self)
             otherWaiter = promise
             let collector = NIOLoopBound(self, eventLoop: loop)
             loop.scheduleTask(in: .seconds(5)) {
@@ -82,7 +93,8 @@ final class STUNTestClient: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let bytes = unwrapInboundIn(data).data
+            let envelope = unwrapInboundIn(data)
+            let bytes = envelope.data
             if let message = try? STUNMessage(decoding: bytes), message.type.messageClass != .indication,
                 message.type.messageClass != .request, let promise = waiting.removeValue(forKey: message.transactionID)
             {
@@ -91,9 +103,9 @@ final class STUNTestClient: Sendable {
             }
             if let waiter = otherWaiter {
                 otherWaiter = nil
-                waiter.succeed(bytes)
+                waiter.succeed(envelope)
             } else {
-                others.append(bytes)
+                others.append(envelope)
             }
         }
     }
