@@ -21,10 +21,12 @@ start_peer() {
     PEER=$!
 }
 
-# `switchboard turn` BINARY on PORT with relay ports RANGE, in the background; prints its pid.
+# `switchboard turn` BINARY on PORT with relay ports RANGE, plus SWITCHBOARD_ARGS, in the
+# background; prints its pid.
 start_switchboard() {
+    # shellcheck disable=SC2086 # SWITCHBOARD_ARGS is a list of options
     "${SERVER_CPU[@]}" "$1" turn --host 127.0.0.1 --turn-port "$2" --admin-port 0 --turn-public-ip 127.0.0.1 \
-        --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports "$3" --log-level error >/dev/null 2>&1 &
+        --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports "$3" --log-level error ${SWITCHBOARD_ARGS:-} >/dev/null 2>&1 &
     echo $!
 }
 

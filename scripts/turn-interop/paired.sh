@@ -10,10 +10,8 @@
 #   scripts/turn-interop/paired.sh path/to/switchboard [rounds] [size] [messages]
 #   PIN=1 scripts/turn-interop/paired.sh …   servers on CPU 0, client and peer on CPU 1
 #   COTURN_ARGS=--relay-threads=1 scripts/turn-interop/paired.sh …   extra turnserver options
-#   PROCESSES=2 scripts/turn-interop/paired.sh …   two switchboard processes on one port, halves
-#       of the relay range, their CPU added up: an experiment for builds whose listeners set
-#       SO_REUSEPORT (Docs/turn.md, "Where the goal stands"); the release build does not, and
-#       the second process then fails to bind, which stops the script
+#   SWITCHBOARD_ARGS='--turn-relay-loops 1' scripts/turn-interop/paired.sh …   extra
+#       `switchboard turn` options (by default it relays on one event loop per core)
 set -euo pipefail
 BIN=${1:?path of the switchboard binary}
 ROUNDS=${2:-20}
@@ -23,20 +21,13 @@ MESSAGES=${4:-4000}
 source "$(dirname "$0")/bench-common.sh"
 
 start_peer
-PS=""
-case "${PROCESSES:-1}" in
-1) RANGES=(61000-61999) ;;
-2) RANGES=(61000-61499 61500-61999) ;;
-*) echo "PROCESSES must be 1 or 2" >&2; exit 2 ;;
-esac
-for range in "${RANGES[@]}"; do PS="$PS $(start_switchboard "$BIN" 34981 "$range")"; done
+PS=$(start_switchboard "$BIN" 34981 61000-61999)
 PC=$(start_coturn 34982)
 trap 'kill -9 $PEER $PS $PC 2>/dev/null || true' EXIT
-# every switchboard process still running, or the figures are not what they claim
+# both servers still running, or the figures are not what they claim
 all_running() {
-    for pid in $PS; do
-        kill -0 "$pid" 2>/dev/null || { echo "a switchboard process exited (with PROCESSES=2: does this build set SO_REUSEPORT?)" >&2; exit 1; }
-    done
+    kill -0 "$PS" 2>/dev/null || { echo "switchboard exited" >&2; exit 1; }
+    kill -0 "$PC" 2>/dev/null || { echo "coturn exited" >&2; exit 1; }
 }
 sleep 2
 all_running
