@@ -47,6 +47,12 @@ public final class TURNNode: Service, Sendable {
         guard !loops.isEmpty else { throw TURNConfigurationError("the event loop group has no loops") }
         var logger = logger
         logger[metadataKey: "node"] = "\(configuration.nodeID)"
+        if let asked = configuration.relayLoops, asked > loops.count {
+            // `serve` runs its embedded server on the node's event loops (SWITCHBOARD_EVENT_LOOPS).
+            logger.notice(
+                "fewer relay loops than asked: the event loop group has no more",
+                metadata: ["asked": "\(asked)", "loops": "\(loops.count)"])
+        }
         self.configuration = configuration
         self.logger = logger
         let factory = metricsFactory ?? MetricsSystem.factory
