@@ -2,6 +2,7 @@
 # Memory per TURN allocation: RSS of `switchboard turn` (or coturn) before and after M
 # turnutils_uclient clients each hold an allocation (-h keeps them).
 #   WAIT=35 scripts/turn-interop/mem.sh path/to/switchboard|coturn [M]
+#   SWITCHBOARD_ARGS='--turn-relay-loops 1' scripts/turn-interop/mem.sh …   extra `switchboard turn` options
 # Our node answers at most 10 unauthenticated requests per second per source address (the
 # 401 challenge of every Allocate counts), so M clients from one address need M/10 seconds:
 # set WAIT accordingly. Needs `ulimit -n` above 2×M.
@@ -22,8 +23,9 @@ if [ "$BIN" = coturn ]; then
         --static-auth-secret="$SECRET" --realm=switchboard --allow-loopback-peers --no-tls --no-dtls \
         --min-port=50000 --max-port=59999 --no-cli --log-file=stdout >/dev/null 2>&1 &
 else
+    # shellcheck disable=SC2086 # SWITCHBOARD_ARGS is a list of options
     "$BIN" turn --host 127.0.0.1 --turn-port "$PORT" --admin-port 0 --turn-public-ip 127.0.0.1 \
-        --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports 50000-59999 --log-level error >/dev/null 2>&1 &
+        --turn-secrets "$SECRET" --turn-allow-loopback --turn-relay-ports 50000-59999 --log-level error ${SWITCHBOARD_ARGS:-} >/dev/null 2>&1 &
 fi
 SERVER=$!
 PIDS+=("$SERVER")
