@@ -29,9 +29,6 @@ public struct TURNLedger: Sendable {
         tenantCounts[tenant] = count > 0 ? count : nil
     }
 
-    /// Allocations (open or opening) of `tenant` counted here.
-    public func allocations(of tenant: String) -> Int { tenantCounts[tenant, default: 0] }
-
     /// Whether `source` may get one more unauthenticated answer (a token bucket per address).
     public mutating func admitUnauthenticated(_ source: IPAddress, now: TURNTime, perSecond: Double, burst: Double) -> Bool {
         var bucket = buckets[source] ?? Bucket(tokens: burst, last: now)

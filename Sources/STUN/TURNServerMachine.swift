@@ -743,5 +743,3 @@ struct PendingAllocation: Sendable {
     var lifetime: Int64
     var dualFamilyUnsupported: Bool
 }
-
-

@@ -172,16 +172,19 @@ public final class TURNNode: Service, Sendable {
 
     /// The node's counts, for probes and registration.
     public func status() async throws -> TURNNodeStatus {
-        var statuses: [TURNNodeStatus] = []
-        for core in cores { statuses.append(try await core.loop.submit { core.status }.get()) }
-        return TURNNodeShared.sum(statuses)
+        TURNNodeShared.sum(try await statusByLoop())
     }
 
     /// Open allocations on each relay loop (for tests: which loop a client's 5-tuple reached).
     func allocationsByLoop() async throws -> [Int] {
-        var counts: [Int] = []
-        for core in cores { counts.append(try await core.loop.submit { core.status.allocations }.get()) }
-        return counts
+        try await statusByLoop().map(\.allocations)
+    }
+
+    /// Each loop's state, asked on its loop.
+    private func statusByLoop() async throws -> [TURNNodeStatus] {
+        var statuses: [TURNNodeStatus] = []
+        for core in cores { statuses.append(try await core.loop.submit { core.status }.get()) }
+        return statuses
     }
 
     /// Ends every allocation of a suspended or deleted tenant.
