@@ -167,8 +167,9 @@ final class TURNCore: @unchecked Sendable {
     private func bindListeners(port: Int, reusePort: Bool, attemptsLeft: Int) -> EventLoopFuture<(any Channel, any Channel)> {
         bindUDP(port: port, reuseAddress: !reusePort, reusePort: reusePort, bufferSize: Self.listenerBufferSize) { UDPListenerHandler(core: self) }
             .flatMap { udp, socket in
-                let port = udp.localAddress?.port ?? port
-                return self.bindStream(port: port, tls: nil, reusePort: reusePort)
+                // The retry below asks for `port` again (0: another pick), not the one UDP got.
+                let bound = udp.localAddress?.port ?? port
+                return self.bindStream(port: bound, tls: nil, reusePort: reusePort)
                     .map { tcp in
                         self.udpSocket = socket
                         return (udp, tcp)

@@ -217,6 +217,31 @@ struct BinaryTests {
         #expect(!node.stderr.contains("IOError") && !node.stderr.contains("errno"), "\(node.stderr)")
     }
 
+    /// A TURN port that is taken turns the embedded TURN server off with a warning: the node
+    /// stays up and ready, hands out no TURN URLs of its own, and stops cleanly on SIGTERM.
+    @Test func aTakenTURNPortLeavesTheNodeRunningWithoutTURN() async throws {
+        let taken = try WireListener(port: 0)
+        let (port, admin) = try Self.ports()
+        let node = try NodeProcess(["serve"], environment: [
+            "SWITCHBOARD_HOST": "127.0.0.1", "SWITCHBOARD_PORT": "\(port)", "SWITCHBOARD_ADMIN_PORT": "\(admin)",
+            "SWITCHBOARD_ADMIN_TOKEN": "operator-token-1234", "SWITCHBOARD_TURN_PORT": "\(taken.port)",
+        ])
+        defer { node.stop() }
+        #expect(try await NodeProcess.waitForHTTP(port: admin, path: "/readyz", while: node), "not ready: \(node.stderr)")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(node.isRunning, "\(node.stderr)")
+        #expect((node.stdout + node.stderr).contains("the embedded TURN server could not start; running without it"))
+        let tenant = try await HTTPProbe.post(
+            port: port, path: "/v1/tenants", authorization: "Bearer operator-token-1234", body: #"{"id":"acme","name":"Acme"}"#)
+        #expect(tenant.status == 201, "\(tenant.body)")
+        let created = try #require(try JSONSerialization.jsonObject(with: Data(tenant.body.utf8)) as? [String: Any])
+        let basic = "Basic " + Data("\(created["apiKey"] as? String ?? ""):\(created["apiSecret"] as? String ?? "")".utf8).base64EncodedString()
+        let response = try await HTTPProbe.post(port: port, path: "/v1/turn/credentials", authorization: basic, body: "{}")
+        #expect(!response.body.contains(":\(taken.port)"), "\(response)")
+        #expect(try await node.terminate() == 0, "exit: \(node.stderr)")
+        #expect(!node.stderr.contains("ServiceGroupError"), "\(node.stderr)")
+    }
+
     @Test func aPostgreSQLNodeMigratesAndStartsOutsideTheRepository() async throws {
         guard PostgresTestDatabase.isConfigured else { return }
         try await PostgresTestDatabase.with(migrated: false) { _, url in

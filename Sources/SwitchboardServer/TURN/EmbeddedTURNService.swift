@@ -21,26 +21,26 @@ struct EmbeddedTURNService: Service {
     func run() async throws {
         defer { endpoints.embeddedServerStopped() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [turn, logger] in
-                do {
-                    try await turn.run()
-                } catch {
-                    // Failing before it listens (the port is taken, say) only turns TURN off.
-                    guard (try? await turn.waitUntilListening()) == nil else { throw error }
-                    logger.warning(
-                        "the embedded TURN server could not start; running without it",
-                        metadata: ["error": "\(error)", "port": "\(turn.configuration.port)"])
-                    try? await gracefulShutdown()
-                }
+            group.addTask { [turn] in try await turn.run() }
+            let addresses: TURNListeningAddresses
+            do {
+                addresses = try await turn.waitUntilListening()
+            } catch {
+                // Failing before it listens (the port is taken, say) only turns TURN off: the
+                // service then waits for the node's shutdown like the others, for a service
+                // that returns early ends the whole group.
+                _ = try? await group.next()
+                logger.warning(
+                    "the embedded TURN server could not start; running without it",
+                    metadata: ["error": "\(error)", "port": "\(turn.configuration.port)"])
+                try? await gracefulShutdown()
+                return
             }
-            group.addTask { [turn, endpoints, generatedSecret, logger] in
-                guard let addresses = try? await turn.waitUntilListening() else { return }
-                let urls = TURNNodeRecord.urls(host: turn.publicIP.description, port: addresses.udpPort, tlsPort: addresses.tlsPort)
-                endpoints.embeddedServerListening(urls: urls, generatedSecret: generatedSecret)
-                logger.info("embedded TURN server listening", metadata: ["urls": "\(urls.joined(separator: " "))"])
-                try await TURNTenantControl(node: turn, bus: bus, logger: logger).run()
-            }
-            // The TURN node's task ends at shutdown (or after the warning); then the other.
+            let urls = TURNNodeRecord.urls(host: turn.publicIP.description, port: addresses.udpPort, tlsPort: addresses.tlsPort)
+            endpoints.embeddedServerListening(urls: urls, generatedSecret: generatedSecret)
+            logger.info("embedded TURN server listening", metadata: ["urls": "\(urls.joined(separator: " "))"])
+            group.addTask { [turn, bus, logger] in try await TURNTenantControl(node: turn, bus: bus, logger: logger).run() }
+            // The TURN node's task ends at shutdown; then the tenant control's.
             try await group.next()
             group.cancelAll()
         }

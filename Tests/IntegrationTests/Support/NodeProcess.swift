@@ -55,6 +55,7 @@ final class NodeProcess: Sendable {
     }
 
     var stdout: String { (try? String(contentsOf: stdoutFile, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { process.isRunning }
     var stderr: String { (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "" }
     /// Files the process left in its working directory (not counting its captured output).
     var files: [String] {
