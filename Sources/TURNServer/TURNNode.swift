@@ -109,7 +109,12 @@ public final class TURNNode: Service, Sendable {
         let first = cores[0]
         guard cores.count > 1 else {
             let (port, tlsPort) = (configuration.port, configuration.tlsPort)
-            return try await first.loop.flatSubmit { first.start(port: port, tlsPort: tlsPort, reusePort: false) }.get()
+            do {
+                return try await first.loop.flatSubmit { first.start(port: port, tlsPort: tlsPort, reusePort: false) }.get()
+            } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                _ = try Self.probe(configuration)  // which port, and the setting that moves it
+                throw error
+            }
         }
         let (port, tlsPort) = try Self.probe(configuration)
         let addresses = try await first.loop.flatSubmit { first.start(port: port, tlsPort: tlsPort, reusePort: true) }.get()
@@ -120,6 +125,12 @@ public final class TURNNode: Service, Sendable {
             guard joined == addresses else { throw TURNConfigurationError("a relay loop bound other ports than the first: \(joined)") }
         }
         return addresses
+    }
+
+    /// "Address in use" as the setting to change (other errors as they are).
+    private static func inUse(_ error: any Error, _ port: Int, _ setting: String) -> any Error {
+        guard let error = error as? IOError, error.errnoCode == EADDRINUSE else { return error }
+        return TURNConfigurationError("port \(port) is in use by another process: choose a free one with \(setting)")
     }
 
     /// Ports free for UDP and TCP (and TLS's for TCP, when configured), checked by binding
@@ -136,12 +147,8 @@ public final class TURNNode: Service, Sendable {
             }
             return try UDPSocket.probe(address)
         }
-        func inUse(_ error: any Error, _ port: Int, _ setting: String) -> any Error {
-            guard let error = error as? IOError, error.errnoCode == EADDRINUSE else { return error }
-            return TURNConfigurationError("port \(port) is in use by another process: choose a free one with \(setting)")
-        }
         let port: Int
-        do { port = try free(configuration.port) } catch { throw inUse(error, configuration.port, "--turn-port (SWITCHBOARD_TURN_PORT)") }
+        do { port = try free(configuration.port) } catch { throw Self.inUse(error, configuration.port, "--turn-port (SWITCHBOARD_TURN_PORT)") }
         var tlsPort = configuration.tlsPort
         if configuration.tlsEnabled {
             if tlsPort == 0 {
@@ -149,7 +156,7 @@ public final class TURNNode: Service, Sendable {
             } else {
                 var address = host
                 address.port = tlsPort
-                do { try UDPSocket.probeStream(address) } catch { throw inUse(error, tlsPort, "--turn-tls-port (SWITCHBOARD_TURN_TLS_PORT)") }
+                do { try UDPSocket.probeStream(address) } catch { throw Self.inUse(error, tlsPort, "--turn-tls-port (SWITCHBOARD_TURN_TLS_PORT)") }
             }
         }
         return (port, tlsPort)
