@@ -52,10 +52,15 @@ struct TURNRegistryTests {
 
     @Test func aRecordLapsesWhenItsNodeStopsWriting() async throws {
         try await Self.withRegistry { registry in
-            try await registry.register(TURNNodeRecord(nodeID: "dead", urls: ["turn:dead"], allocations: 0, draining: false), ttl: .milliseconds(300))
+            // A TTL long enough to read the record back on a loaded machine, then polled.
+            let written = ContinuousClock.now
+            try await registry.register(TURNNodeRecord(nodeID: "dead", urls: ["turn:dead"], allocations: 0, draining: false), ttl: .seconds(2))
             #expect(try await registry.liveNodes().map(\.nodeID) == ["dead"])
-            try await Task.sleep(for: .milliseconds(600))
-            #expect(try await registry.liveNodes().isEmpty)
+            while try await !registry.liveNodes().isEmpty, ContinuousClock.now < written + .seconds(8) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await registry.liveNodes().isEmpty, "still live 8 s after a 2 s TTL")
+            #expect(ContinuousClock.now - written >= .seconds(2))
         }
     }
 
