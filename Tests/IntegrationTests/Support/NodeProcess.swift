@@ -101,20 +101,46 @@ final class NodeProcess: Sendable {
         return false
     }
 
-    /// A free loopback TCP port (bound then released).
+    /// A loopback port free for TCP and UDP, for a process the test starts, picked below the
+    /// kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by default) like
+    /// `scripts/free-port`: a port the kernel hands out for a bind to port 0 is free only until
+    /// another socket's `connect()` takes it as its local port, and with tests running in
+    /// parallel that happened before the node bound it. A counter from a random start keeps
+    /// this process's picks apart.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+        let low = ((try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: \.isWhitespace).first).flatMap { Int($0) } ?? 0
+        if low > 12_000 {
+            let range = 10_000..<low
+            for _ in 0..<500 {
+                let port = range.lowerBound + nextPort.add(1, ordering: .relaxed).newValue % range.count
+                if bindable(port, kind: Int32(SOCK_STREAM.rawValue)) && bindable(port, kind: Int32(SOCK_DGRAM.rawValue)) { return port }
+            }
+        }
         var address = sockaddr_in()
+        guard bindable(0, kind: Int32(SOCK_STREAM.rawValue), bound: &address) else { throw TestFailure("no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static let nextPort = Atomic<Int>(Int.random(in: 0..<20_000))
+
+    private static func bindable(_ port: Int, kind: Int32) -> Bool {
+        var address = sockaddr_in()
+        return bindable(port, kind: kind, bound: &address)
+    }
+
+    /// Whether a socket of `kind` binds to 127.0.0.1:`port`; `bound` is the address it got.
+    private static func bindable(_ port: Int, kind: Int32, bound address: inout sockaddr_in) -> Bool {
+        let fd = socket(AF_INET, kind, 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
+        return withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard bound else { throw TestFailure("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 
