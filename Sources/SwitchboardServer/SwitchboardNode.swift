@@ -159,7 +159,7 @@ public final class SwitchboardNode: Sendable {
         if let embeddedTURN { services.append(.init(service: embeddedTURN)) }
         services += [
             .init(service: publicApp),
-            .init(service: DrainService(hub: hub, timeout: .milliseconds(Int64(configuration.drainTimeout * 1000)), jitterMs: configuration.reconnectJitterMs, logger: logger)),
+            .init(service: DrainService(hub: hub, timeout: .milliseconds(Int64(configuration.drainTimeout * 1000)), jitterMs: configuration.drainRetryAfterBoundMs, logger: logger)),
         ]
         group = ServiceGroup(configuration: .init(
             services: services, gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))

@@ -292,7 +292,8 @@ struct ClusterTests {
             let alice = try await cluster.join(tenant, peer: "alice", nodes: [0, 1], client: fast)
             let bob = try await cluster.join(tenant, peer: "bob", nodes: [2])
             // ~200 messages a second for 5 s: what arrives while alice waits out her drain
-            // `retryAfterMs` (up to 5 s) stays within the 1,024 frames a session keeps.
+            // `retryAfterMs` (up to 2.5 s: half the 5 s drain timeout) stays within the 1,024
+            // frames a session keeps.
             let total = 1_000
             let drained = try cluster.node(0).process
             try await withThrowingTaskGroup(of: Void.self) { group in

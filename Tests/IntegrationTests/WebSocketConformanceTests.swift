@@ -1,6 +1,7 @@
 import Foundation
 import Signaling
 import SwitchboardClient
+import SwitchboardServer
 import Testing
 
 /// SPEC §3 WebSocket conformance (RFC 6455), seen from a client on a bare TCP socket: every
@@ -117,8 +118,20 @@ struct WebSocketConformanceTests {
                 await node.node.shutdown()
             }
             Self.expectCleanClose(outcome, code: 1001, "drain")
-            #expect(outcome.texts.contains { $0.contains("\"type\":\"reconnect\"") })
+            // `retryAfterMs` stays within half the drain timeout (250 ms here, not 5 s).
+            let reconnect = try #require(outcome.texts.first { $0.contains("\"type\":\"reconnect\"") })
+            let retryAfter = try #require((try JSONSerialization.jsonObject(with: Data(reconnect.utf8)) as? [String: Any])?["retryAfterMs"] as? Int)
+            #expect((0...250).contains(retryAfter), "\(reconnect)")
         }
+    }
+
+    @Test func aDrainAsksClientsBackWithinHalfItsTimeout() {
+        var configuration = ServerConfiguration()
+        #expect(configuration.drainRetryAfterBoundMs == 5000)  // 30 s drain: the 5 s jitter
+        configuration.drainTimeout = 5
+        #expect(configuration.drainRetryAfterBoundMs == 2500)
+        configuration.drainTimeout = 0
+        #expect(configuration.drainRetryAfterBoundMs == 0)
     }
 
     @Test func aBurstAboveTheRateGetsRateLimitedAndTheConnectionStaysOpen() async throws {

@@ -89,6 +89,14 @@ public struct ServerConfiguration: Sendable {
     public var maxTokenTTL = 86_400
     /// Upper bound of the jittered `retryAfterMs` in `reconnect`.
     public var reconnectJitterMs = 5000
+
+    /// The `retryAfterMs` bound a drain uses: ``reconnectJitterMs``, but at most half the
+    /// drain timeout, so every client is back (resumed elsewhere, in a cluster) well before
+    /// the drain closes what is left. A client told to wait longer than the drain lasts
+    /// would find its session ended by then.
+    public var drainRetryAfterBoundMs: Int {
+        max(0, min(reconnectJitterMs, Int((drainTimeout * 500).rounded(.down))))
+    }
     /// Webhook delivery: timeout, retries, concurrency.
     public var webhooks = WebhookSettings()
     public var logLevel: Logger.Level = .info
