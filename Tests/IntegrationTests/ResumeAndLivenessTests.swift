@@ -9,10 +9,11 @@ struct ResumeAndLivenessTests {
     @Test func droppedSessionResumesWithEveryMissedMessageExactlyOnce() async throws {
         try await TestNode.with { node in
             let tenant = try await node.createTenant()
-            // Alice reconnects a second after the drop: the five messages below are sent
-            // while she has no socket, however slow the machine.
+            // Alice reconnects three seconds after the drop: the five messages below are sent
+            // (and acked) while she has no socket, even on a loaded machine (one second was
+            // not always enough in CI-like runs).
             var slow = SignalingClient.Configuration()
-            slow.initialBackoff = .seconds(1)
+            slow.initialBackoff = .seconds(3)
             let alice = try await node.join(tenant, peer: "alice", client: slow)
             let bob = try await node.join(tenant, peer: "bob")
             try await bob.client.signal(to: "alice", data: RawJSON(validating: #""before""#))
